@@ -1,0 +1,238 @@
+"""Typed schemas for every config group.
+
+Each YAML option under ``conf/<group>/`` starts with ``defaults: [<group>_schema, _self_]``, so
+Hydra checks it against the dataclass below: an unknown key or a wrong type fails at composition,
+before anything heavy is imported. The enums are the single source of the option names that code
+compares against (tasks, losses, models, pooling, modality).
+
+This module imports no torch, transformers or Lightning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class TaskName(str, Enum):
+    rating = "rating"
+    ctr = "ctr"
+    ranking = "ranking"
+    text_classification = "text_classification"
+
+
+class LossName(str, Enum):
+    mse = "mse"
+    bce = "bce"
+    cross_entropy = "cross_entropy"
+
+
+class ModelName(str, Enum):
+    two_tower = "two_tower"
+    cross_encoder = "cross_encoder"
+    mf = "mf"
+
+
+class Modality(str, Enum):
+    text = "text"
+    image = "image"
+    none = "none"
+
+
+class Pooling(str, Enum):
+    cls = "cls"
+    mean = "mean"
+    last = "last"
+
+
+class Mode(str, Enum):
+    max = "max"
+    min = "min"
+
+
+# A tokenizer name that builds GPT-2's byte-level BPE with no merges in memory: lets the tiny
+# GPT-2 run offline with a real GPT-2 tokenizer class (no pad token, like the real one).
+BYTE_LEVEL_TOKENIZER = "byte-level"
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = "outputs"  # run and sweep folders go under here
+    data_dir: str = "data"  # downloads and caches go under here
+
+
+@dataclass
+class BackboneConfig:
+    modality: Modality = Modality.text  # what the backbone reads: item text, item images, or nothing
+    name_or_path: str | None = None  # hub id or local folder; resolved offline-first
+    model_type: str | None = None  # with name_or_path null: build this architecture from config_overrides
+    config_overrides: dict[str, Any] = field(default_factory=dict)  # AutoConfig fields to set
+    tokenizer: str | None = None  # tokenizer id or folder; null = same as name_or_path
+    pretrained: bool = True  # false = same architecture, random init
+    pooling: Pooling = Pooling.cls  # how token states become one vector
+    freeze: str = "none"  # none | all | embeddings | N (the embeddings and first N layers)
+    max_length: int = 64  # tokens per text, after truncation
+    image_size: int = 224  # pixels per side after resizing (image backbones)
+    gradient_checkpointing: bool = False  # trade compute for memory
+    trust_remote_code: bool = False  # never execute hub code unless asked
+
+
+@dataclass
+class SplitConfig:
+    val: float = 0.1  # share of each user's interactions (or of rows) for validation
+    test: float = 0.1  # share for test
+    stratify: bool = False  # split rows keeping label proportions (text classification)
+    bootstrap: int = 0  # extra training rows drawn with replacement, as augmentation (0 = off)
+
+
+@dataclass
+class DatasetConfig:
+    """Keys every data set has. A data set's own schema adds its reader's arguments."""
+
+    _target_: str = MISSING  # the reader: a function returning recfit.data.tables.RecData
+    split: SplitConfig = field(default_factory=SplitConfig)
+    split_seed: int = 0  # seeds the split only, so a seed sweep keeps the same split
+    batch_size: int = 64  # training interactions per step
+    eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.synthetic.make_synthetic"
+    num_users: int = 150  # users, each preferring one or two topics
+    num_items: int = 200  # items, each about one topic
+    interactions_per_user: int = 12  # interactions sampled per user
+    preference_strength: float = 0.9  # chance an interaction comes from a preferred topic
+    image_size: int = 32  # side of the generated item images, in pixels
+    seed: int = 0  # seeds the generator (not the split)
+
+
+@dataclass
+class MovieLensDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.movielens.read_movielens_100k"
+    path: str | None = None  # folder with u.data, u.item, u.user; null = download into download_dir
+    download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+
+
+@dataclass
+class TextCsvDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.text_csv.read_text_csv"
+    path: str = MISSING  # the CSV file
+    text_column: str = "text"  # column holding the text
+    label_column: str = "label"  # column holding the label
+
+
+def reader_arguments(dataset_schema: type) -> list[str]:
+    """The keys of a data set's config that its reader takes (those the base schema lacks)."""
+    common = {f.name for f in fields(DatasetConfig)}
+    return [f.name for f in fields(dataset_schema) if f.name not in common]
+
+
+@dataclass
+class TaskConfig:
+    name: TaskName = MISSING  # what is predicted
+    metric: str = MISSING  # model-selection metric, without the val/ prefix
+    mode: Mode = Mode.max  # whether a higher or lower metric is better
+    topk: list[int] = field(default_factory=lambda: [10, 20])  # cut-offs for ranking metrics
+    rating_threshold: float = 4.0  # ctr: label = rating >= threshold
+
+
+@dataclass
+class ModelConfig:
+    name: ModelName = MISSING  # checked against the task and backbone
+    _target_: str = MISSING  # the recommender class
+    embedding_dim: int = 64  # size of user/item vectors (two_tower, mf)
+    dropout: float = 0.1  # before the projection or head
+
+
+@dataclass
+class LossConfig:
+    name: LossName = MISSING  # checked against the task
+    temperature: float = 0.05  # cross_entropy for ranking: softmax temperature over in-batch items
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING  # a torch.optim class
+    backbone_lr: float = 2e-5  # learning rate of the pretrained backbone
+    head_lr: float = 1e-3  # learning rate of everything else (embeddings, projection, heads)
+    weight_decay: float = 0.01  # decoupled (AdamW) or L2 (Adam, SGD)
+    extra: dict[str, Any] = field(default_factory=dict)  # other optimizer arguments
+
+
+@dataclass
+class SchedulerConfig:
+    _target_: str = MISSING  # a transformers get_*_schedule_with_warmup function
+    warmup_ratio: float = 0.0  # share of all steps spent warming up
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: Any = "auto"  # number of devices, a list, or auto
+    strategy: str = "auto"  # auto | ddp | ddp_spawn
+    num_nodes: int = 1  # machines
+    max_epochs: int = 3  # passes over the training interactions
+    max_steps: int = -1  # stop after this many steps (-1 = no limit)
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    deterministic: bool = True  # reproducible kernels (same seed, same metrics on CPU)
+    gradient_clip_val: float = 1.0  # clip gradient norm (0 = off)
+    accumulate_grad_batches: int = 1  # steps per optimizer update
+    limit_train_batches: Any = 1.0  # share or count of training batches per epoch (smoke tests)
+    limit_val_batches: Any = 1.0  # share or count of validation batches
+    limit_test_batches: Any = 1.0  # share or count of test batches
+    val_check_interval: Any = 1.0  # validate this often within an epoch
+    log_every_n_steps: int = 10  # training-curve resolution in metrics.csv
+    enable_progress_bar: bool = True  # live progress in the terminal
+    num_sanity_val_steps: int = 0  # validation steps before training
+
+
+@dataclass
+class TrainConfig:
+    experiment_name: str = "default"  # names the run folder: outputs/runs/<experiment_name>/...
+    seed: int = 42  # seeds Python, NumPy and torch for training
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    backbone: BackboneConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    task: TaskConfig = MISSING
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: dict[str, Any] = field(default_factory=dict)  # Lightning loggers by name
+    test: bool = True  # evaluate the best checkpoint on the test split after training
+
+
+# Schema entries in the ConfigStore end with this; they are not options a user picks.
+SCHEMA_SUFFIX = "_schema"
+
+_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "backbone": {"backbone_schema": BackboneConfig},
+    "dataset": {
+        "synthetic_schema": SyntheticDatasetConfig,
+        "movielens_schema": MovieLensDatasetConfig,
+        "text_csv_schema": TextCsvDatasetConfig,
+    },
+    "task": {"task_schema": TaskConfig},
+    "model": {"model_schema": ModelConfig},
+    "loss": {"loss_schema": LossConfig},
+    "optimizer": {"optimizer_schema": OptimizerConfig},
+    "scheduler": {"scheduler_schema": SchedulerConfig},
+    "trainer": {"trainer_schema": TrainerConfig},
+}
+
+
+def register_schemas() -> None:
+    """Put every schema into Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for group, schemas in _GROUP_SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=group, name=name, node=node)

@@ -1,0 +1,163 @@
+"""Cross-field checks on a composed config, before any data or model loads.
+
+The schemas catch unknown keys and wrong types; this module catches combinations that are each
+valid alone but not together (a loss that does not fit the task, a metric the task never computes,
+a data path that does not exist). Every failure is one ConfigError line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from recfit.config.schema import (
+    LossName,
+    Modality,
+    ModelName,
+    TaskName,
+    TextCsvDatasetConfig,
+)
+from recfit.errors import ConfigError
+
+LOSSES_FOR_TASK: dict[TaskName, tuple[LossName, ...]] = {
+    TaskName.rating: (LossName.mse,),
+    TaskName.ctr: (LossName.bce,),
+    TaskName.ranking: (LossName.cross_entropy,),
+    TaskName.text_classification: (LossName.cross_entropy, LossName.mse),
+}
+
+TASKS_FOR_MODEL: dict[ModelName, tuple[TaskName, ...]] = {
+    ModelName.two_tower: (TaskName.rating, TaskName.ctr, TaskName.ranking),
+    ModelName.mf: (TaskName.rating, TaskName.ctr, TaskName.ranking),
+    ModelName.cross_encoder: (TaskName.rating, TaskName.ctr, TaskName.text_classification),
+}
+
+MODALITIES_FOR_MODEL: dict[ModelName, tuple[Modality, ...]] = {
+    ModelName.two_tower: (Modality.text, Modality.image),
+    ModelName.mf: (Modality.none,),
+    ModelName.cross_encoder: (Modality.text,),
+}
+
+RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
+REGRESSION_METRICS = ("rmse", "mae")
+BINARY_METRICS = ("auc", "logloss", "accuracy", "f1")
+CLASSIFICATION_METRICS = ("accuracy", "f1")
+
+FREEZE_WORDS = ("none", "all", "embeddings")
+
+
+def metric_names(task: TaskName, loss: LossName, topk: list[int]) -> list[str]:
+    """Every metric a run with this task and loss reports (without the val/ or test/ prefix)."""
+    if task == TaskName.ranking:
+        return [f"{name}@{k}" for name in RANKING_METRICS for k in topk]
+    if task == TaskName.rating or (task == TaskName.text_classification and loss == LossName.mse):
+        return list(REGRESSION_METRICS)
+    if task == TaskName.ctr:
+        return list(BINARY_METRICS)
+    return list(CLASSIFICATION_METRICS)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line) if the config cannot make a sensible run."""
+    _check_required(cfg)
+    task, loss, model = cfg.task.name, cfg.loss.name, cfg.model.name
+    modality = cfg.backbone.modality
+
+    if loss not in LOSSES_FOR_TASK[task]:
+        allowed = ", ".join(option.value for option in LOSSES_FOR_TASK[task])
+        raise ConfigError(f"loss '{loss.value}' does not fit task '{task.value}' (use loss={allowed})")
+    if task not in TASKS_FOR_MODEL[model]:
+        allowed = ", ".join(option.value for option in TASKS_FOR_MODEL[model])
+        raise ConfigError(f"model '{model.value}' cannot do task '{task.value}' (it does: {allowed})")
+    if modality not in MODALITIES_FOR_MODEL[model]:
+        hint = "backbone=none" if model == ModelName.mf else "a text or image backbone"
+        if model == ModelName.cross_encoder:
+            hint = "a text backbone"
+        raise ConfigError(
+            f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'"
+        )
+
+    is_text_csv = OmegaConf.get_type(cfg.dataset) is TextCsvDatasetConfig
+    if (task == TaskName.text_classification) != is_text_csv:
+        raise ConfigError(
+            "task 'text_classification' needs a labelled text data set (dataset=text_csv), "
+            "and dataset=text_csv only supports task=text_classification"
+        )
+
+    known = metric_names(task, loss, list(cfg.task.topk))
+    if cfg.task.metric not in known:
+        raise ConfigError(
+            f"task.metric '{cfg.task.metric}' is not reported for task '{task.value}' "
+            f"with loss '{loss.value}' (choose from: {', '.join(known)})"
+        )
+    _check_freeze(cfg.backbone.freeze)
+    _check_numbers(cfg)
+    _check_paths(cfg)
+
+
+def _check_required(cfg: DictConfig) -> None:
+    missing = sorted(_missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"required config value missing: {missing[0]} (set it, e.g. {missing[0]}=...)")
+
+
+def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    found = []
+    for key in node:
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            found.append(full)
+            continue
+        try:
+            value = node[key]
+        except MissingMandatoryValue:
+            found.append(full)
+            continue
+        if isinstance(value, DictConfig):
+            found.extend(_missing_keys(value, full + "."))
+    return found
+
+
+def _check_freeze(freeze: str) -> None:
+    if freeze in FREEZE_WORDS or re.fullmatch(r"\d+", freeze):
+        return
+    raise ConfigError(f"backbone.freeze '{freeze}' must be one of none, all, embeddings or a layer count N")
+
+
+def _check_numbers(cfg: DictConfig) -> None:
+    split = cfg.dataset.split
+    if not (0 <= split.val < 1 and 0 <= split.test < 1 and split.val + split.test < 1):
+        raise ConfigError(
+            f"dataset.split.val ({split.val}) and dataset.split.test ({split.test}) must be in [0, 1) "
+            "and leave some training data"
+        )
+    for key in ("batch_size", "eval_batch_size"):
+        if cfg.dataset[key] < 1:
+            raise ConfigError(f"dataset.{key} must be at least 1 (got {cfg.dataset[key]})")
+    if cfg.dataset.split.bootstrap < 0:
+        raise ConfigError("dataset.split.bootstrap must be 0 or more")
+    if any(k < 1 for k in cfg.task.topk):
+        raise ConfigError(f"task.topk values must be at least 1 (got {list(cfg.task.topk)})")
+    if cfg.loss.temperature <= 0:
+        raise ConfigError(f"loss.temperature must be positive (got {cfg.loss.temperature})")
+    if cfg.model.get("embedding_dim", 1) < 1:
+        raise ConfigError("model.embedding_dim must be at least 1")
+    if cfg.backbone.max_length < 4:
+        raise ConfigError(f"backbone.max_length must be at least 4 (got {cfg.backbone.max_length})")
+
+
+def _check_paths(cfg: DictConfig) -> None:
+    data_path = cfg.dataset.get("path")
+    if data_path is not None and not Path(data_path).expanduser().exists():
+        raise ConfigError(f"dataset.path does not exist: {data_path}")
+    for key in ("name_or_path", "tokenizer"):
+        value = cfg.backbone.get(key)
+        if value and _looks_like_local_path(value) and not Path(value).expanduser().exists():
+            raise ConfigError(f"backbone.{key} is a local path that does not exist: {value}")
+
+
+def _looks_like_local_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or Path(value).suffix in {".json", ".bin"}

@@ -1,0 +1,1 @@
+"""Data: raw files -> canonical tables -> split -> encoded items -> batches. Knows no model."""

@@ -1,0 +1,1 @@
+"""One reader per source format. Each returns a recfit.data.tables.RecData."""

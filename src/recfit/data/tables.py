@@ -1,0 +1,54 @@
+"""The canonical tables every reader produces, whatever the file format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recfit.errors import DataError
+
+# Interaction columns. `user` and `item` are dense codes 0..n-1; the others are optional.
+USER, ITEM, RATING, LABEL, TIMESTAMP = "user", "item", "rating", "label", "timestamp"
+
+
+@dataclass
+class RecData:
+    """One data set in canonical form.
+
+    interactions: one row per (user, item) event with dense integer codes in `user` and `item`,
+        and optionally `rating` (float), `label` (class code) and `timestamp`.
+    item_text / item_images / user_text: item and user content, indexed by code.
+    label_names: class names for `label` (text classification).
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    num_users: int
+    num_items: int
+    item_text: list[str] | None = None
+    item_images: np.ndarray | None = None  # (num_items, H, W, 3) uint8
+    user_text: list[str] | None = None
+    label_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        frame = self.interactions
+        for column in (USER, ITEM):
+            if column not in frame.columns:
+                raise DataError(f"{self.name}: interactions have no '{column}' column")
+        if frame.empty:
+            raise DataError(f"{self.name}: no interactions")
+        for column, size in ((USER, self.num_users), (ITEM, self.num_items)):
+            codes = frame[column].to_numpy()
+            if codes.min() < 0 or codes.max() >= size:
+                raise DataError(f"{self.name}: '{column}' codes must lie in 0..{size - 1}")
+        if self.item_text is not None and len(self.item_text) != self.num_items:
+            raise DataError(f"{self.name}: {len(self.item_text)} item texts for {self.num_items} items")
+
+    def summary(self) -> str:
+        """One line: sizes of the data set."""
+        return (
+            f"{self.name}: {len(self.interactions):,} interactions, "
+            f"{self.num_users:,} users, {self.num_items:,} items"
+        )

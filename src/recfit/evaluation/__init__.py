@@ -1,0 +1,1 @@
+"""Metrics as plain functions over tensors, shared by training, evaluation and benchmarks."""

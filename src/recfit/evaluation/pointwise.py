@@ -1,0 +1,46 @@
+"""Pointwise metrics for rating, ctr and text classification, as torchmetrics collections.
+
+torchmetrics keeps the running state and synchronises it across DDP processes; recfit only picks
+which metrics a task reports. Names match `recfit.config.validate.metric_names`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchmetrics
+from torchmetrics import classification, regression
+
+
+class LogLoss(torchmetrics.MeanMetric):
+    """Mean binary cross-entropy of predicted probabilities."""
+
+    def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
+        p = probabilities.clamp(1e-7, 1 - 1e-7)
+        super().update(-(target * p.log() + (1 - target) * (1 - p).log()))
+
+
+def regression_metrics() -> torchmetrics.MetricCollection:
+    return torchmetrics.MetricCollection(
+        {"rmse": regression.MeanSquaredError(squared=False), "mae": regression.MeanAbsoluteError()}
+    )
+
+
+def binary_metrics() -> torchmetrics.MetricCollection:
+    return torchmetrics.MetricCollection(
+        {
+            "auc": classification.BinaryAUROC(),
+            "logloss": LogLoss(),
+            "accuracy": classification.BinaryAccuracy(),
+            "f1": classification.BinaryF1Score(),
+        }
+    )
+
+
+def multiclass_metrics(num_classes: int) -> torchmetrics.MetricCollection:
+    """Accuracy (micro) and F1 (macro over classes) for `num_classes` >= 2."""
+    return torchmetrics.MetricCollection(
+        {
+            "accuracy": classification.MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": classification.MulticlassF1Score(num_classes=num_classes, average="macro"),
+        }
+    )

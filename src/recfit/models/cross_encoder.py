@@ -1,0 +1,27 @@
+"""Cross-encoder: one backbone pass over "user text [SEP] item text" (or a text alone) -> a head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recfit.models.backbone import Backbone
+
+
+class CrossEncoder(nn.Module):
+    """Reads user and item together, so it scores pairs well but cannot rank a whole catalogue fast."""
+
+    def __init__(self, backbone: Backbone, num_outputs: int = 1, dropout: float = 0.1, **_: object) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, num_outputs))
+        self.num_outputs = num_outputs
+
+    def set_output_offset(self, value: float) -> None:
+        """Start predictions at `value` (the mean training target) instead of 0."""
+        self.head[-1].bias.data.fill_(value)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """[B] scores (one output) or [B, num_outputs] logits."""
+        output = self.head(self.backbone(batch["pair_inputs"]))
+        return output.squeeze(-1) if self.num_outputs == 1 else output

@@ -1,0 +1,73 @@
+"""The shared shape of two-tower and matrix-factorisation models: user vector . item vector + biases."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class DotProductRecommender(nn.Module):
+    """User tower = ID embedding. Subclasses say how item vectors are made (`encode_items`).
+
+    With `normalize` the vectors are L2-normalised, so scores are cosines (ranking with a softmax
+    temperature); without it, scores are dot products plus user, item and global biases (rating, ctr).
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int, normalize: bool) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.user_bias = nn.Embedding(num_users, 1)
+        self.item_bias = nn.Embedding(num_items, 1)
+        self.global_bias = nn.Parameter(torch.zeros(1))
+        nn.init.normal_(self.user_embedding.weight, std=0.1)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def set_output_offset(self, value: float) -> None:
+        """Start predictions at `value` (the mean training rating) instead of 0."""
+        self.global_bias.data.fill_(value)
+
+    def encode_items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vectors of `items` (codes); `inputs` is their encoded content, one row per code."""
+        raise NotImplementedError
+
+    def encode_users(self, users: torch.Tensor) -> torch.Tensor:
+        vectors = self.user_embedding(users)
+        return F.normalize(vectors, dim=-1) if self.normalize else vectors
+
+    def _items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        vectors = self.encode_items(items, inputs)
+        return F.normalize(vectors, dim=-1) if self.normalize else vectors
+
+    def batch_item_vectors(self, batch: dict) -> torch.Tensor:
+        """One vector per row of a training batch; each distinct item is encoded once."""
+        if "item_inputs" in batch:
+            unique_vectors = self._items(batch["item"].unique(sorted=True), batch["item_inputs"])
+            return unique_vectors[batch["item_index"]]
+        return self._items(batch["item"], {})
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Pointwise score of each (user, item) row."""
+        users, items = batch["user"], batch["item"]
+        score = (self.encode_users(users) * self.batch_item_vectors(batch)).sum(-1)
+        if self.normalize:
+            return score
+        return score + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1) + self.global_bias
+
+    def catalogue_vectors(self, item_batches) -> torch.Tensor:
+        """Vectors of every item, from an iterator of (codes, content) chunks."""
+        device = self.global_bias.device
+        chunks = []
+        for codes, content in item_batches:
+            inputs = {k: v.to(device) for k, v in content.items()}
+            chunks.append(self._items(codes.to(device), inputs))
+        return torch.cat(chunks)
+
+    def score_catalogue(self, users: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """Scores [len(users), num_items] against precomputed catalogue vectors."""
+        scores = self.encode_users(users) @ item_vectors.T
+        if self.normalize:
+            return scores
+        return scores + self.user_bias(users) + self.item_bias.weight.T + self.global_bias

@@ -1,0 +1,51 @@
+"""Two-tower: the item tower is a pretrained backbone over item content plus a projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recfit.models.backbone import Backbone
+from recfit.models.dot_product import DotProductRecommender
+
+
+class TwoTower(DotProductRecommender):
+    """Item vector = projection(pool(backbone(item text or image))); user vector = ID embedding.
+
+    When the backbone is entirely frozen its pooled output never changes, so `cache_item_features`
+    computes it once per item and training runs only the layers on top.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        dropout: float = 0.1,
+        normalize: bool = False,
+        **_: object,
+    ) -> None:
+        super().__init__(num_users, num_items, embedding_dim, normalize)
+        self.backbone = backbone
+        self.projection = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, embedding_dim))
+        self.register_buffer("cached_features", torch.empty(0), persistent=False)
+
+    @torch.no_grad()
+    def cache_item_features(self, item_batches) -> None:
+        """Pool every item through the frozen backbone once (eval mode: no dropout)."""
+        was_training = self.backbone.training
+        self.backbone.eval()
+        device = self.global_bias.device
+        features = [
+            self.backbone({k: v.to(device) for k, v in content.items()}) for _, content in item_batches
+        ]
+        self.cached_features = torch.cat(features)
+        self.backbone.train(was_training)
+
+    def encode_items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cached_features.numel():
+            features = self.cached_features[items]
+        else:
+            features = self.backbone(inputs)
+        return self.projection(features)

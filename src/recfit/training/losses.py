@@ -1,0 +1,35 @@
+"""Losses, chosen by (task, loss). Which pairs are allowed lives in recfit.config.validate."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from recfit.config.schema import LossName, TaskName
+
+
+def in_batch_softmax(scores: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of each row's own item against the other items of the batch.
+
+    scores: [B, B] user-by-item scores; items: [B] item codes. When the same item is some other
+    row's positive too, that copy is not a negative for this row and is masked out.
+    """
+    logits = scores / temperature
+    same_item = items[:, None] == items[None, :]
+    own = torch.eye(len(items), dtype=torch.bool, device=items.device)
+    logits = logits.masked_fill(same_item & ~own, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(items), device=items.device))
+
+
+def task_loss(
+    task: TaskName, loss: LossName, output, target: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """The training loss of one batch. `output` is the model output (scores, logits or (scores, items))."""
+    if task == TaskName.ranking:
+        scores, items = output
+        return in_batch_softmax(scores, items, temperature)
+    if loss == LossName.mse:
+        return F.mse_loss(output, target.float())
+    if loss == LossName.bce:
+        return F.binary_cross_entropy_with_logits(output, target.float())
+    return F.cross_entropy(output, target.long())

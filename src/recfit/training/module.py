@@ -1,0 +1,118 @@
+"""The LightningModule: a recommender, its loss, its optimizer, and the task's metrics."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from omegaconf import DictConfig
+from torch import nn
+
+from recfit.config.schema import LossName, TaskName
+from recfit.config.validate import RANKING_METRICS
+from recfit.evaluation import pointwise
+from recfit.evaluation.ranking import mask_items, ranking_metrics, relevance
+from recfit.training.losses import task_loss
+from recfit.training.optim import build_optimizer
+
+STAGES = ("val", "test")
+
+
+class RecModule(pl.LightningModule):
+    """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>`."""
+
+    def __init__(
+        self,
+        recommender: nn.Module,
+        task: DictConfig,
+        loss: DictConfig,
+        optimizer: DictConfig,
+        scheduler: DictConfig,
+        num_items: int,
+        num_classes: int = 0,
+        catalogue_batch_size: int = 256,
+    ) -> None:
+        super().__init__()
+        self.recommender = recommender
+        self.task_name: TaskName = task.name
+        self.loss_name: LossName = loss.name
+        self.topk = list(task.topk)
+        self.temperature = loss.temperature
+        self.optimizer_cfg = optimizer
+        self.scheduler_cfg = scheduler
+        self.num_items = num_items
+        self.catalogue_batch_size = catalogue_batch_size
+        self.catalogue: torch.Tensor | None = None
+        self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+
+    def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
+        if self.task_name == TaskName.ranking:
+            names = [f"{metric}@{k}" for metric in RANKING_METRICS for k in self.topk]
+            return torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
+        if self.task_name == TaskName.rating or self.loss_name == LossName.mse:
+            return pointwise.regression_metrics()
+        if self.task_name == TaskName.ctr:
+            return pointwise.binary_metrics()
+        return pointwise.multiclass_metrics(num_classes)
+
+    # ---- training -------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        if self.task_name == TaskName.ranking:
+            users = self.recommender.encode_users(batch["user"])
+            items = self.recommender.batch_item_vectors(batch)
+            output = (users @ items.T, batch["item"])
+        else:
+            output = self.recommender(batch)
+        loss = task_loss(self.task_name, self.loss_name, output, batch["target"], self.temperature)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"]))
+        return loss
+
+    def configure_optimizers(self):
+        return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, self.trainer.estimated_stepping_batches)
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    def _prepare_catalogue(self) -> None:
+        if self.task_name == TaskName.ranking:
+            batches = self.trainer.datamodule.item_batches(self.catalogue_batch_size)
+            self.catalogue = self.recommender.catalogue_vectors(batches)
+
+    def on_validation_epoch_start(self) -> None:
+        self._prepare_catalogue()
+
+    def on_test_epoch_start(self) -> None:
+        self._prepare_catalogue()
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        metrics = self.metrics[stage]
+        if self.task_name == TaskName.ranking:
+            scores = self.recommender.score_catalogue(batch["user"], self.catalogue)
+            mask_items(scores, batch["seen_items"])
+            target = relevance(batch["target_items"], self.num_items)
+            for name, values in ranking_metrics(scores, target, self.topk).items():
+                metrics[name].update(values)
+            return
+        output = self.recommender(batch)
+        if self.task_name == TaskName.ctr:
+            metrics.update(torch.sigmoid(output), batch["target"].long())
+        else:
+            metrics.update(output, batch["target"])
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        values = self.metrics[stage].compute()
+        for name, value in values.items():
+            # already synchronised across processes by torchmetrics
+            self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))
+        self.metrics[stage].reset()
+        self.catalogue = None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

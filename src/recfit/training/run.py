@@ -1,0 +1,219 @@
+"""One training run, end to end: data -> model -> Lightning fit -> best checkpoint -> test -> run folder."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from hydra.utils import get_method, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from recfit.config.schema import LossName, Modality, ModelName, TaskName, reader_arguments
+from recfit.data.datamodule import BatchInputs, RecDataModule
+from recfit.data.encode import ImageContent, TextContent
+from recfit.data.split import split_interactions
+from recfit.data.tables import RecData
+from recfit.errors import DataError, RecfitError
+from recfit.models.backbone import load_backbone
+from recfit.models.tokenizers import load_preprocessor
+from recfit.models.two_tower import TwoTower
+from recfit.training.module import RecModule
+from recfit.training.run_folder import METRICS_FILE, Status, clean_metrics, write_json_atomic
+from recfit.training.targets import targets_for
+
+log = logging.getLogger(__name__)
+
+INPUTS_FOR_MODEL = {
+    ModelName.mf: BatchInputs.ids,
+    ModelName.two_tower: BatchInputs.item_content,
+    ModelName.cross_encoder: BatchInputs.pair_text,
+}
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: its status, metrics and folder."""
+
+    status: str
+    metrics: dict[str, float | None]
+    run_dir: Path
+    record: dict[str, Any]
+
+
+def read_dataset(cfg: DictConfig) -> RecData:
+    """Call the data set's reader with the keys its schema declares."""
+    reader = get_method(cfg._target_)
+    arguments = {key: cfg[key] for key in reader_arguments(OmegaConf.get_type(cfg))}
+    return reader(**arguments)
+
+
+def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, TextContent | None]:
+    """Item content (text or images, encoded once) and, for cross-encoders, user text."""
+    modality = cfg.backbone.modality
+    if modality == Modality.none:
+        return None, None
+    if modality == Modality.image:
+        if data.item_images is None:
+            raise DataError(f"data set '{data.name}' has no item images for the image backbone")
+        return ImageContent(data.item_images, preprocessor), None
+    if data.item_text is None:
+        raise DataError(f"data set '{data.name}' has no item text for the text backbone")
+    items = TextContent(data.item_text, preprocessor, cfg.backbone.max_length)
+    users = None
+    if cfg.model.name == ModelName.cross_encoder and data.user_text is not None:
+        users = TextContent(data.user_text, preprocessor, cfg.backbone.max_length)
+    return items, users
+
+
+def _num_outputs(cfg: DictConfig, data: RecData) -> int:
+    if cfg.task.name == TaskName.text_classification and cfg.loss.name == LossName.cross_entropy:
+        classes = len(data.label_names or [])
+        if classes < 2:
+            raise DataError(f"text classification needs at least 2 distinct labels; '{data.name}' has {classes}")
+        return classes
+    return 1
+
+
+def _output_offset(task: TaskName, loss: LossName, train_targets: np.ndarray) -> float:
+    """Where predictions start: the mean target (regression) or the base rate's logit (ctr)."""
+    if task == TaskName.rating or (task == TaskName.text_classification and loss == LossName.mse):
+        return float(train_targets.mean())
+    if task == TaskName.ctr:
+        rate = float(np.clip(train_targets.mean(), 1e-4, 1 - 1e-4))
+        return math.log(rate / (1 - rate))
+    return 0.0
+
+
+def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
+    """Everything a Trainer needs, from a validated config."""
+    data = read_dataset(cfg.dataset)
+    log.info(data.summary())
+    split = cfg.dataset.split
+    splits = split_interactions(
+        data.interactions, split.val, split.test, cfg.dataset.split_seed, split.stratify, split.bootstrap
+    )
+    log.info("split (seed %d): %s", cfg.dataset.split_seed, splits.sizes())
+    task, loss = cfg.task.name, cfg.loss.name
+    targets = {
+        name: targets_for(getattr(splits, name), task, loss, cfg.task.rating_threshold)
+        for name in ("train", "val", "test")
+    }
+    item_content, user_content = _content(cfg, data, load_preprocessor(cfg.backbone))
+    num_outputs = _num_outputs(cfg, data)
+    recommender = instantiate(
+        cfg.model,
+        backbone=load_backbone(cfg.backbone),
+        num_users=data.num_users,
+        num_items=data.num_items,
+        num_outputs=num_outputs,
+        normalize=task == TaskName.ranking,
+    )
+    recommender.set_output_offset(_output_offset(task, loss, targets["train"]))
+
+    inputs = INPUTS_FOR_MODEL[cfg.model.name]
+    datamodule = RecDataModule(
+        splits,
+        targets,
+        num_items=data.num_items,
+        inputs=inputs,
+        ranking=task == TaskName.ranking,
+        item_content=item_content,
+        user_content=user_content,
+        batch_size=cfg.dataset.batch_size,
+        eval_batch_size=cfg.dataset.eval_batch_size,
+        num_workers=cfg.dataset.num_workers,
+    )
+    if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
+        log.info("backbone fully frozen: encoding %d items once", data.num_items)
+        recommender.cache_item_features(datamodule.item_batches(cfg.dataset.eval_batch_size))
+        datamodule.inputs = BatchInputs.ids
+    module = RecModule(
+        recommender,
+        task=cfg.task,
+        loss=cfg.loss,
+        optimizer=cfg.optimizer,
+        scheduler=cfg.scheduler,
+        num_items=data.num_items,
+        num_classes=num_outputs,
+        catalogue_batch_size=cfg.dataset.eval_batch_size,
+    )
+    return module, datamodule, data
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module, datamodule, data = build(cfg)
+    record["data"] = data.summary()
+    record["parameters"] = {
+        "total": sum(p.numel() for p in module.parameters()),
+        "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+    monitor = f"val/{cfg.task.metric}"
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="best",
+        monitor=monitor,
+        mode=cfg.task.mode.value,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    loggers = [instantiate(logger, save_dir=str(run_dir)) for logger in cfg.logger.values()]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=[checkpoint], logger=loggers, default_root_dir=str(run_dir)
+    )
+    trainer.fit(module, datamodule=datamodule)
+    best = checkpoint.best_model_path or None
+    record["best_checkpoint"] = best
+    metrics: dict[str, Any] = {}
+    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False):
+        metrics.update(result)
+    if cfg.test:
+        for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False):
+            metrics.update(result)
+    return clean_metrics(metrics)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> RunResult:
+    """Run one training job into `run_dir`; metrics.json says how it ended, whatever happens."""
+    started = time.time()
+    record: dict[str, Any] = {
+        "status": Status.running,
+        "experiment": cfg.experiment_name,
+        "task": cfg.task.name.value,
+        "monitor": f"val/{cfg.task.metric}",
+        "mode": cfg.task.mode.value,
+        "seed": cfg.seed,
+        "metrics": {},
+        "error": None,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(run_dir),
+    }
+    path = run_dir / METRICS_FILE
+    write_json_atomic(path, record)
+    try:
+        record["metrics"] = _fit_and_test(cfg, run_dir, record)
+        record["status"] = Status.completed
+    except KeyboardInterrupt:
+        record["status"] = Status.interrupted
+        raise
+    except RecfitError as error:
+        record.update(status=Status.failed, error=str(error))
+        raise
+    except Exception as error:
+        record.update(status=Status.failed, error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["duration_s"] = round(time.time() - started, 3)
+        write_json_atomic(path, record)
+    return RunResult(record["status"], record["metrics"], run_dir, record)

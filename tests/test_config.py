@@ -1,0 +1,138 @@
+"""Composition, schemas and cross-field validation: no torch needed, answers in milliseconds."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from recfit.config import compose, conf_dir, validate
+from recfit.config.validate import LOSSES_FOR_TASK, metric_names
+from recfit.errors import ConfigError
+
+CSV_OVERRIDES = ["experiment=text_csv_bert", f"dataset.path={__file__}"]
+
+
+def check(overrides: list[str]):
+    cfg = compose(overrides)
+    validate(cfg)
+    return cfg
+
+
+def test_default_is_the_quickstart():
+    cfg = check([])
+    assert cfg.experiment_name == "quickstart"
+    assert cfg.backbone.name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
+    assert cfg.task.name.value == "ranking" and cfg.loss.name.value == "cross_entropy"
+    assert cfg.model.name.value == "two_tower"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml")))
+def test_every_experiment_composes(experiment, tmp_path):
+    overrides = [f"experiment={experiment}"]
+    if experiment == "text_csv_bert":
+        overrides.append(f"dataset.path={__file__}")
+    cfg = check(overrides)
+    assert cfg.experiment_name == experiment
+
+
+@pytest.mark.parametrize("backbone", ["bert", "gpt2", "minilm", "tiny_bert", "tiny_gpt2"])
+def test_text_backbones_compose(backbone):
+    assert check([f"backbone={backbone}"]).backbone.modality.value == "text"
+
+
+@pytest.mark.parametrize("backbone", ["resnet", "tiny_resnet"])
+def test_image_backbones_compose(backbone):
+    assert check([f"backbone={backbone}"]).backbone.modality.value == "image"
+
+
+@pytest.mark.parametrize("group", ["optimizer=adam", "optimizer=sgd", "scheduler=cosine", "scheduler=constant",
+                                   "trainer=cpu", "trainer=gpu", "logger=csv"])
+def test_other_options_compose(group):
+    check([group])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backbone=bertt"], "unknown option 'bertt' for 'backbone' (did you mean 'bert'?)"),
+        (["trainer.max_epoch=3"], "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs: Value 'abc' of type 'str' could not be converted"),
+        (["backbone.pooling=max"], "backbone.pooling: Invalid value 'max', expected one of [cls, mean, last]"),
+        (["loss=mse"], "loss 'mse' does not fit task 'ranking' (use loss=cross_entropy)"),
+        (["task=rating"], "loss 'cross_entropy' does not fit task 'rating' (use loss=mse)"),
+        (["task=ctr", "loss=mse"], "loss 'mse' does not fit task 'ctr' (use loss=bce)"),
+        (["model=mf"], "model 'mf' needs backbone=none, but backbone modality is 'text'"),
+        (["model=two_tower", "backbone=none"], "model 'two_tower' needs a text or image backbone"),
+        (["model=cross_encoder"], "model 'cross_encoder' cannot do task 'ranking'"),
+        (["model=cross_encoder", "backbone=tiny_resnet", "task=ctr", "loss=bce"], "needs a text backbone"),
+        (["task.metric=ndcg@5"], "task.metric 'ndcg@5' is not reported for task 'ranking'"),
+        (["task=rating", "loss=mse", "task.metric=auc"], "task.metric 'auc' is not reported"),
+        (["backbone.freeze=some"], "backbone.freeze 'some' must be one of none, all, embeddings"),
+        (["dataset.split.test=0.6", "dataset.split.val=0.5"], "must be in [0, 1) and leave some training data"),
+        (["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
+        (["experiment=ml100k_rating", "dataset.path=/no/such/folder"], "dataset.path does not exist: /no/such/folder"),
+        (["experiment=text_csv_bert"], "required config value missing: dataset.path"),
+        (["backbone.name_or_path=./no/such/model"], "backbone.name_or_path is a local path that does not exist"),
+        (["task=text_classification", "model=cross_encoder"], "task 'text_classification' needs a labelled text data set"),
+        ([*CSV_OVERRIDES, "task=rating", "loss=mse", "task.metric=rmse"], "dataset=text_csv only supports"),
+        (["trainer=tpu_pod"], "unknown option 'tpu_pod' for 'trainer'"),
+        (["foo"], "cannot parse override"),
+    ],
+)
+def test_bad_configs_give_one_line(overrides, message):
+    with pytest.raises(ConfigError) as raised:
+        check(overrides)
+    text = str(raised.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_option_lists_only_real_options():
+    with pytest.raises(ConfigError) as raised:
+        compose(["dataset=nope"])
+    assert "available: movielens_100k, synthetic, text_csv" in str(raised.value)
+
+
+def test_every_task_has_its_default_metric_and_loss():
+    for task in ("rating", "ctr", "ranking", "text_classification"):
+        cfg = compose([f"task={task}"])
+        assert cfg.task.metric in metric_names(cfg.task.name, LOSSES_FOR_TASK[cfg.task.name][0], list(cfg.task.topk))
+
+
+def test_config_is_light():
+    """Composing and validating must not import torch, transformers or Lightning."""
+    check([])
+    for heavy in ("torch", "transformers", "lightning"):
+        if heavy in sys.modules:  # another test imported it: check in a fresh interpreter instead
+            import subprocess
+
+            code = (
+                "import sys; from recfit.config import compose, validate; validate(compose([]));"
+                "print([m for m in ('torch','transformers','lightning') if m in sys.modules])"
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            assert out.stdout.strip() == "[]"
+            return
+
+
+KEY_LINE = re.compile(r"^\s*[A-Za-z_][\w.@-]*:\s*(?!$)")
+
+
+def test_every_yaml_option_has_a_comment():
+    """Configs are the API: each key with a value carries a one-line comment (hydra: settings aside)."""
+    missing = []
+    for file in sorted(Path(conf_dir()).rglob("*.yaml")):
+        in_hydra = False
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            if line.startswith("hydra:"):
+                in_hydra = True
+            elif line and not line.startswith((" ", "#")):
+                in_hydra = False
+            if in_hydra or line.lstrip().startswith(("defaults:", "#", "- ")):
+                continue
+            if KEY_LINE.match(line) and "#" not in line:
+                missing.append(f"{file.relative_to(conf_dir())}:{number}: {line.strip()}")
+    assert not missing, "\n".join(missing)
