@@ -148,12 +148,14 @@ class ModelConfig:
     _target_: str = MISSING  # the recommender class
     embedding_dim: int = 64  # size of user/item vectors (two_tower, mf)
     dropout: float = 0.1  # before the projection or head
+    item_id_embedding: bool = False  # two_tower: add a learned per-item vector (zero for unseen items)
 
 
 @dataclass
 class LossConfig:
     name: LossName = MISSING  # checked against the task
     temperature: float = 0.05  # cross_entropy for ranking: softmax temperature over in-batch items
+    logq_correction: bool = True  # ranking: subtract log item frequency, undoing in-batch popularity bias
 
 
 @dataclass

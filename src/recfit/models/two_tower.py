@@ -10,7 +10,11 @@ from recfit.models.dot_product import DotProductRecommender
 
 
 class TwoTower(DotProductRecommender):
-    """Item vector = projection(pool(backbone(item text or image))); user vector = ID embedding.
+    """Item vector = projection(pool(backbone(item text or image))) [+ an item ID embedding];
+    user vector = ID embedding.
+
+    The optional ID embedding starts at zero, so an item never seen in training (cold) is scored
+    from its content alone, while warm items can learn what their content does not say.
 
     When the backbone is entirely frozen its pooled output never changes, so `cache_item_features`
     computes it once per item and training runs only the layers on top.
@@ -23,12 +27,16 @@ class TwoTower(DotProductRecommender):
         num_items: int,
         embedding_dim: int = 64,
         dropout: float = 0.1,
+        item_id_embedding: bool = True,
         normalize: bool = False,
         **_: object,
     ) -> None:
         super().__init__(num_users, num_items, embedding_dim, normalize)
         self.backbone = backbone
         self.projection = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, embedding_dim))
+        self.item_embedding = nn.Embedding(num_items, embedding_dim) if item_id_embedding else None
+        if self.item_embedding is not None:
+            nn.init.zeros_(self.item_embedding.weight)
         self.register_buffer("cached_features", torch.empty(0), persistent=False)
 
     @torch.no_grad()
@@ -48,4 +56,7 @@ class TwoTower(DotProductRecommender):
             features = self.cached_features[items]
         else:
             features = self.backbone(inputs)
-        return self.projection(features)
+        vectors = self.projection(features)
+        if self.item_embedding is not None:
+            vectors = vectors + self.item_embedding(items)
+        return vectors

@@ -8,13 +8,20 @@ from torch.nn import functional as F
 from recfit.config.schema import LossName, TaskName
 
 
-def in_batch_softmax(scores: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+def in_batch_softmax(
+    scores: torch.Tensor, items: torch.Tensor, temperature: float, log_frequency: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of each row's own item against the other items of the batch.
 
     scores: [B, B] user-by-item scores; items: [B] item codes. When the same item is some other
-    row's positive too, that copy is not a negative for this row and is masked out.
+    row's positive too, that copy is not a negative for this row and is masked out. With
+    `log_frequency` ([num_items], log of each item's share of training interactions) the logits are
+    corrected by -log q (Yi et al., RecSys 2019): in-batch negatives are drawn in proportion to
+    popularity, and without the correction popular items are pushed down.
     """
     logits = scores / temperature
+    if log_frequency is not None:
+        logits = logits - log_frequency[items][None, :]
     same_item = items[:, None] == items[None, :]
     own = torch.eye(len(items), dtype=torch.bool, device=items.device)
     logits = logits.masked_fill(same_item & ~own, float("-inf"))
@@ -22,12 +29,17 @@ def in_batch_softmax(scores: torch.Tensor, items: torch.Tensor, temperature: flo
 
 
 def task_loss(
-    task: TaskName, loss: LossName, output, target: torch.Tensor, temperature: float
+    task: TaskName,
+    loss: LossName,
+    output,
+    target: torch.Tensor,
+    temperature: float,
+    log_frequency: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The training loss of one batch. `output` is the model output (scores, logits or (scores, items))."""
     if task == TaskName.ranking:
         scores, items = output
-        return in_batch_softmax(scores, items, temperature)
+        return in_batch_softmax(scores, items, temperature, log_frequency)
     if loss == LossName.mse:
         return F.mse_loss(output, target.float())
     if loss == LossName.bce:

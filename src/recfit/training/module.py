@@ -31,6 +31,7 @@ class RecModule(pl.LightningModule):
         num_items: int,
         num_classes: int = 0,
         catalogue_batch_size: int = 256,
+        item_log_frequency: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -43,6 +44,8 @@ class RecModule(pl.LightningModule):
         self.num_items = num_items
         self.catalogue_batch_size = catalogue_batch_size
         self.catalogue: torch.Tensor | None = None
+        use_logq = self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
+        self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
@@ -63,7 +66,9 @@ class RecModule(pl.LightningModule):
             output = (users @ items.T, batch["item"])
         else:
             output = self.recommender(batch)
-        loss = task_loss(self.task_name, self.loss_name, output, batch["target"], self.temperature)
+        loss = task_loss(
+            self.task_name, self.loss_name, output, batch["target"], self.temperature, self.item_log_frequency
+        )
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"]))
         return loss
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
+import torch
 from hydra.utils import get_method, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +22,7 @@ from recfit.config.schema import LossName, Modality, ModelName, TaskName, reader
 from recfit.data.datamodule import BatchInputs, RecDataModule
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.split import split_interactions
-from recfit.data.tables import RecData
+from recfit.data.tables import ITEM, RecData
 from recfit.errors import DataError, RecfitError
 from recfit.models.backbone import load_backbone
 from recfit.models.tokenizers import load_preprocessor
@@ -93,6 +95,12 @@ def _output_offset(task: TaskName, loss: LossName, train_targets: np.ndarray) ->
     return 0.0
 
 
+def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
+    """log of each item's share of training interactions (unseen items count as seen once)."""
+    counts = np.bincount(train[ITEM].to_numpy(), minlength=num_items).clip(min=1)
+    return torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+
+
 def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
     """Everything a Trainer needs, from a validated config."""
     data = read_dataset(cfg.dataset)
@@ -145,6 +153,7 @@ def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
         num_items=data.num_items,
         num_classes=num_outputs,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
+        item_log_frequency=_item_log_frequency(splits.train, data.num_items),
     )
     return module, datamodule, data
 
