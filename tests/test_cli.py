@@ -36,7 +36,9 @@ def test_usage_and_help_answer():
     assert "train" in recfit().stdout
     help_text = recfit("train", "--help")
     assert help_text.returncode == 0
-    assert "backbone    bert, gpt2, minilm, none, resnet, tiny_bert, tiny_gpt2, tiny_resnet" in help_text.stdout
+    assert (
+        "backbone    bert, gpt2, minilm, none, resnet, tiny_bert, tiny_gpt2, tiny_resnet" in help_text.stdout
+    )
     assert "_schema" not in help_text.stdout
 
 
@@ -58,7 +60,10 @@ def earlier_run(tmp_path_factory) -> Path:
     ("arguments", "expected"),
     [
         (["backbone=bertt"], "unknown option 'bertt' for 'backbone' (did you mean 'bert'?)"),
-        (["trainer.max_epoch=1"], "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
+        (
+            ["trainer.max_epoch=1"],
+            "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)",
+        ),
         (["loss=mse"], "loss 'mse' does not fit task 'ranking'"),
         (["experiment=ml100k_rating", "dataset.path=/no/such/ml-100k"], "dataset.path does not exist"),
         (["experiment=text_csv_bert"], "required config value missing: dataset.path"),
@@ -77,7 +82,11 @@ def test_bad_data_exits_with_one_line_and_records_the_failure(earlier_run, tmp_p
     before = tree_digest(earlier_run / "runs" / "quickstart")
     csv_file = write_reviews_csv(tmp_path / "reviews.csv")
     result = recfit(
-        "train", "experiment=text_csv_bert", *TINY, f"dataset.path={csv_file}", "dataset.text_column=body",
+        "train",
+        "experiment=text_csv_bert",
+        *TINY,
+        f"dataset.path={csv_file}",
+        "dataset.text_column=body",
         f"paths.output_dir={earlier_run}",
     )
     assert_one_line_error(result, "has no column 'body' (columns: review, sentiment, stars)")
@@ -92,7 +101,9 @@ def test_bad_data_exits_with_one_line_and_records_the_failure(earlier_run, tmp_p
 def test_non_utf8_csv_exits_with_one_line(tmp_path):
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("text,label\ncaf\xe9 cr\xe8me,pos\nnice,neg\n".encode("latin-1"))
-    result = recfit("train", "experiment=text_csv_bert", *TINY, f"dataset.path={bad}", f"paths.output_dir={tmp_path}")
+    result = recfit(
+        "train", "experiment=text_csv_bert", *TINY, f"dataset.path={bad}", f"paths.output_dir={tmp_path}"
+    )
     assert_one_line_error(result, "is not UTF-8 text")
 
 
@@ -103,7 +114,13 @@ def test_train_writes_a_complete_run_folder(earlier_run):
     assert record["status"] == "completed" and record["error"] is None
     assert record["duration_s"] > 0
     assert set(record["metrics"]) >= {"val/ndcg@10", "test/ndcg@10", "test/recall@20", "test/mrr@10"}
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.csv", "checkpoints/best.ckpt",
-                 "checkpoints/last.ckpt", "train.log"):
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "train.log",
+    ):
         assert (run / name).is_file(), name
     assert "backbone=tiny_bert" in (run / ".hydra" / "overrides.yaml").read_text()

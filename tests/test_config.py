@@ -48,8 +48,18 @@ def test_image_backbones_compose(backbone):
     assert check([f"backbone={backbone}"]).backbone.modality.value == "image"
 
 
-@pytest.mark.parametrize("group", ["optimizer=adam", "optimizer=sgd", "scheduler=cosine", "scheduler=constant",
-                                   "trainer=cpu", "trainer=gpu", "logger=csv"])
+@pytest.mark.parametrize(
+    "group",
+    [
+        "optimizer=adam",
+        "optimizer=sgd",
+        "scheduler=cosine",
+        "scheduler=constant",
+        "trainer=cpu",
+        "trainer=gpu",
+        "logger=csv",
+    ],
+)
 def test_other_options_compose(group):
     check([group])
 
@@ -58,9 +68,15 @@ def test_other_options_compose(group):
     ("overrides", "message"),
     [
         (["backbone=bertt"], "unknown option 'bertt' for 'backbone' (did you mean 'bert'?)"),
-        (["trainer.max_epoch=3"], "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
+        (
+            ["trainer.max_epoch=3"],
+            "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)",
+        ),
         (["trainer.max_epochs=abc"], "trainer.max_epochs: Value 'abc' of type 'str' could not be converted"),
-        (["backbone.pooling=max"], "backbone.pooling: Invalid value 'max', expected one of [cls, mean, last]"),
+        (
+            ["backbone.pooling=max"],
+            "backbone.pooling: Invalid value 'max', expected one of [cls, mean, last]",
+        ),
         (["loss=mse"], "loss 'mse' does not fit task 'ranking' (use loss=cross_entropy)"),
         (["task=rating"], "loss 'cross_entropy' does not fit task 'rating' (use loss=mse)"),
         (["task=ctr", "loss=mse"], "loss 'mse' does not fit task 'ctr' (use loss=bce)"),
@@ -71,12 +87,24 @@ def test_other_options_compose(group):
         (["task.metric=ndcg@5"], "task.metric 'ndcg@5' is not reported for task 'ranking'"),
         (["task=rating", "loss=mse", "task.metric=auc"], "task.metric 'auc' is not reported"),
         (["backbone.freeze=some"], "backbone.freeze 'some' must be one of none, all, embeddings"),
-        (["dataset.split.test=0.6", "dataset.split.val=0.5"], "must be in [0, 1) and leave some training data"),
+        (
+            ["dataset.split.test=0.6", "dataset.split.val=0.5"],
+            "must be in [0, 1) and leave some training data",
+        ),
         (["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
-        (["experiment=ml100k_rating", "dataset.path=/no/such/folder"], "dataset.path does not exist: /no/such/folder"),
+        (
+            ["experiment=ml100k_rating", "dataset.path=/no/such/folder"],
+            "dataset.path does not exist: /no/such/folder",
+        ),
         (["experiment=text_csv_bert"], "required config value missing: dataset.path"),
-        (["backbone.name_or_path=./no/such/model"], "backbone.name_or_path is a local path that does not exist"),
-        (["task=text_classification", "model=cross_encoder"], "task 'text_classification' needs a labelled text data set"),
+        (
+            ["backbone.name_or_path=./no/such/model"],
+            "backbone.name_or_path is a local path that does not exist",
+        ),
+        (
+            ["task=text_classification", "model=cross_encoder"],
+            "task 'text_classification' needs a labelled text data set",
+        ),
         ([*CSV_OVERRIDES, "task=rating", "loss=mse", "task.metric=rmse"], "dataset=text_csv only supports"),
         (["trainer=tpu_pod"], "unknown option 'tpu_pod' for 'trainer'"),
         (["foo"], "cannot parse override"),
@@ -99,7 +127,9 @@ def test_unknown_option_lists_only_real_options():
 def test_every_task_has_its_default_metric_and_loss():
     for task in ("rating", "ctr", "ranking", "text_classification"):
         cfg = compose([f"task={task}"])
-        assert cfg.task.metric in metric_names(cfg.task.name, LOSSES_FOR_TASK[cfg.task.name][0], list(cfg.task.topk))
+        assert cfg.task.metric in metric_names(
+            cfg.task.name, LOSSES_FOR_TASK[cfg.task.name][0], list(cfg.task.topk)
+        )
 
 
 def test_config_is_light():

@@ -115,7 +115,7 @@ def test_text_csv_drops_incomplete_rows_and_encodes_labels(tmp_path):
     ("content", "message"),
     [
         (b"", "cannot parse"),
-        (b"text,label\n\"unterminated,pos\n", "cannot parse"),
+        (b'text,label\n"unterminated,pos\n', "cannot parse"),
         ("text,label\ncaf\xe9,pos\n".encode("latin-1"), "is not UTF-8 text"),
         (b"text,label\n,\n,\n", "has no rows with both a text and a label"),
         (b"words,label\nhello,pos\n", "has no column 'text' (columns: words, label)"),

@@ -26,7 +26,10 @@ def test_quickstart_as_make_run_runs_it(tmp_path):
     """`recfit train` with no overrides, in a fresh process, prints the table and the run folder."""
     result = subprocess.run(
         [str(Path(sys.executable).parent / "recfit"), "train", f"paths.output_dir={tmp_path}", *QUIET],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     record = only_record(tmp_path)
@@ -38,8 +41,16 @@ def test_quickstart_as_make_run_runs_it(tmp_path):
 
 @pytest.mark.slow
 def test_ml100k_rating(tmp_path, ml100k_dir):
-    main(["train", "experiment=ml100k_rating", f"dataset.path={ml100k_dir}", "trainer.max_epochs=2",
-          f"paths.output_dir={tmp_path}", *QUIET])
+    main(
+        [
+            "train",
+            "experiment=ml100k_rating",
+            f"dataset.path={ml100k_dir}",
+            "trainer.max_epochs=2",
+            f"paths.output_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
     record = only_record(tmp_path)
     assert record["data"] == "movielens_100k: 100,000 interactions, 943 users, 1,682 items"
     assert 0.85 < record["metrics"]["test/rmse"] < 1.05  # a mean-rating predictor scores about 1.12
@@ -47,8 +58,16 @@ def test_ml100k_rating(tmp_path, ml100k_dir):
 
 @pytest.mark.slow
 def test_ml100k_ranking(tmp_path, ml100k_dir):
-    main(["train", "experiment=ml100k_ranking", f"dataset.path={ml100k_dir}", "trainer.max_epochs=1",
-          f"paths.output_dir={tmp_path}", *QUIET])
+    main(
+        [
+            "train",
+            "experiment=ml100k_ranking",
+            f"dataset.path={ml100k_dir}",
+            "trainer.max_epochs=1",
+            f"paths.output_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
     record = only_record(tmp_path)
     assert record["metrics"]["test/ndcg@10"] > 0.1
 
@@ -56,8 +75,18 @@ def test_ml100k_ranking(tmp_path, ml100k_dir):
 @pytest.mark.slow
 def test_text_csv_bert(tmp_path):
     csv_file = write_reviews_csv(tmp_path / "reviews.csv", rows=64)
-    main(["train", "experiment=text_csv_bert", f"dataset.path={csv_file}", "dataset.text_column=review",
-          "dataset.label_column=sentiment", "trainer.max_epochs=2", f"paths.output_dir={tmp_path}", *QUIET])
+    main(
+        [
+            "train",
+            "experiment=text_csv_bert",
+            f"dataset.path={csv_file}",
+            "dataset.text_column=review",
+            "dataset.label_column=sentiment",
+            "trainer.max_epochs=2",
+            f"paths.output_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
     record = only_record(tmp_path)
     assert record["metrics"]["test/accuracy"] >= 0.5
     assert record["parameters"]["trainable"] > 22_000_000  # the whole BERT is fine-tuned

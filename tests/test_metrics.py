@@ -55,8 +55,10 @@ def test_ranking_metrics_match_torchmetrics(random_problem, k):
     users = torch.arange(scores.shape[0])[:, None].expand(scores.shape).reshape(-1)
     flat_scores, flat_target = torch.tensor(scores).reshape(-1), torch.tensor(target).reshape(-1)
     peers = {
-        "recall": RetrievalRecall(top_k=k), "hit": RetrievalHitRate(top_k=k),
-        "mrr": RetrievalMRR(top_k=k), "ndcg": RetrievalNormalizedDCG(top_k=k),
+        "recall": RetrievalRecall(top_k=k),
+        "hit": RetrievalHitRate(top_k=k),
+        "mrr": RetrievalMRR(top_k=k),
+        "ndcg": RetrievalNormalizedDCG(top_k=k),
     }
     for name, metric in peers.items():
         value = metric(flat_scores, flat_target, indexes=users).item()

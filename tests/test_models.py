@@ -59,7 +59,9 @@ def test_from_pretrained_on_a_saved_tiny_model(tmp_path, name):
     loaded = build_hf_model(saved)
     for (key, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=key)
-    fresh = build_hf_model(backbone_cfg(name, f"backbone.name_or_path={tmp_path}", "backbone.pretrained=false"))
+    fresh = build_hf_model(
+        backbone_cfg(name, f"backbone.name_or_path={tmp_path}", "backbone.pretrained=false")
+    )
     assert type(fresh) is type(model)
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters(), strict=True))
 
@@ -70,12 +72,16 @@ def test_bert_pairs_match_the_tokenizer():
     users = TextContent(["a 24-year-old technician"], tokenizer, max_length=64)
     items = TextContent(["Toy Story (1995). Genres: Animation."], tokenizer, max_length=64)
     ours = items.pair_batch(users, np.array([0]), np.array([0]))
-    reference = tokenizer("a 24-year-old technician", "Toy Story (1995). Genres: Animation.", return_tensors="pt")
+    reference = tokenizer(
+        "a 24-year-old technician", "Toy Story (1995). Genres: Animation.", return_tensors="pt"
+    )
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         torch.testing.assert_close(ours[key], reference[key])
     single = items.batch(np.array([0]))
-    torch.testing.assert_close(single["input_ids"], tokenizer("Toy Story (1995). Genres: Animation.",
-                                                              return_tensors="pt")["input_ids"])
+    torch.testing.assert_close(
+        single["input_ids"],
+        tokenizer("Toy Story (1995). Genres: Animation.", return_tensors="pt")["input_ids"],
+    )
 
 
 def test_truncation_respects_max_length():

@@ -16,7 +16,9 @@ from recfit.config import conf_dir
 def test_wheel_ships_conf(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("recfit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -27,6 +29,12 @@ def test_wheel_ships_conf(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = "from recfit.config import conf_dir; print(conf_dir())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(site), "PATH": ""}, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(site), "PATH": ""},
+        cwd=tmp_path,
+    )
     assert out.stdout.strip() == str(site / "recfit" / "conf")

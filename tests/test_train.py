@@ -66,9 +66,13 @@ def test_backbone_model_task(tmp_path, name):
 def test_text_classification_from_csv(tmp_path, loss):
     csv_file = write_reviews_csv(tmp_path / "reviews.csv", rows=80)
     overrides = [
-        "experiment=text_csv_bert", "backbone=tiny_bert", f"dataset.path={csv_file}",
-        "dataset.text_column=review", f"dataset.label_column={'sentiment' if loss == 'cross_entropy' else 'stars'}",
-        f"loss={loss}", f"task.metric={'accuracy' if loss == 'cross_entropy' else 'rmse'}",
+        "experiment=text_csv_bert",
+        "backbone=tiny_bert",
+        f"dataset.path={csv_file}",
+        "dataset.text_column=review",
+        f"dataset.label_column={'sentiment' if loss == 'cross_entropy' else 'stars'}",
+        f"loss={loss}",
+        f"task.metric={'accuracy' if loss == 'cross_entropy' else 'rmse'}",
         f"task.mode={'max' if loss == 'cross_entropy' else 'min'}",
     ]
     record = train(tmp_path, *overrides)

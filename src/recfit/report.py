@@ -24,4 +24,4 @@ def print_metrics(metrics: dict[str, float | None], run_dir: Path, status: str, 
         table.add_row(name, *cells)
     console = Console()
     console.print(table)
-    console.print(f"run folder: {run_dir}")
+    console.print(f"run folder: {run_dir}", soft_wrap=True, highlight=False)

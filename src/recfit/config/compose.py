@@ -88,7 +88,7 @@ def _unknown_key_message(full_key: str, overrides: list[str] | tuple[str, ...], 
     try:
         base = _compose_without(full_key, overrides, config_name)
         siblings = OmegaConf.select(base, parent) if parent else base
-        names = [str(k) for k in siblings.keys()] if isinstance(siblings, DictConfig) else []
+        names = [str(k) for k in siblings] if isinstance(siblings, DictConfig) else []
     except Exception:  # the suggestion is a courtesy; never hide the real error behind another
         names = []
     close = difflib.get_close_matches(leaf, names, n=1)

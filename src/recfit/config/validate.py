@@ -76,9 +76,7 @@ def validate(cfg: DictConfig) -> None:
         hint = "backbone=none" if model == ModelName.mf else "a text or image backbone"
         if model == ModelName.cross_encoder:
             hint = "a text backbone"
-        raise ConfigError(
-            f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'"
-        )
+        raise ConfigError(f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'")
 
     is_text_csv = OmegaConf.get_type(cfg.dataset) is TextCsvDatasetConfig
     if (task == TaskName.text_classification) != is_text_csv:

@@ -135,7 +135,9 @@ class RecDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, inputs: BatchInputs) -> DataLoader:
         frame = getattr(self.splits, split)
-        collate = InteractionCollator(frame, self.targets[split], inputs, self.item_content, self.user_content)
+        collate = InteractionCollator(
+            frame, self.targets[split], inputs, self.item_content, self.user_content
+        )
         return DataLoader(
             RowDataset(len(frame)),
             batch_size=batch_size,

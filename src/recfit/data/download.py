@@ -48,7 +48,9 @@ def download_zip(url: str, target_dir: Path, md5: str) -> Path:
             verify(Path(partial), "md5", md5)
             os.replace(partial, archive)
         except OSError as error:
-            raise DataError(f"could not download {url} ({error}); pass a local folder with dataset.path") from None
+            raise DataError(
+                f"could not download {url} ({error}); pass a local folder with dataset.path"
+            ) from None
         finally:
             if os.path.exists(partial):
                 os.remove(partial)

@@ -29,10 +29,8 @@ class TextContent:
     def _wrap(self, first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
         """[CLS] a [SEP] (b [SEP]) for BERT-style tokenizers; a (<eos> b) for GPT-2-style ones."""
         has_cls = self.cls_id is not None
-        if has_cls:
-            specials = 2 if second is None else 3
-        else:
-            specials = 0 if second is None else 1
+        # [CLS] and one [SEP] per text with BERT-style tokenizers; one separator between two texts otherwise
+        specials = (2 if has_cls else 0) + int(second is not None)
         budget = self.max_length - specials
         if second is None:
             first = first[:budget]
@@ -77,7 +75,9 @@ class TextContent:
         """Padded inputs for (first text, this text) pairs; only this text when `first` is None."""
         if first is None:
             return self.batch(index)
-        return self._pad([self._wrap(first.ids[a], self.ids[b]) for a, b in zip(first_index, index, strict=True)])
+        return self._pad(
+            [self._wrap(first.ids[a], self.ids[b]) for a, b in zip(first_index, index, strict=True)]
+        )
 
     def lengths(self) -> np.ndarray:
         return np.array([len(ids) for ids in self.ids])

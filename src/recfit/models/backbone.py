@@ -28,9 +28,7 @@ class Backbone(nn.Module):
         self.modality = modality
         self.pooling = pooling
         config = model.config
-        self.hidden_size: int = (
-            config.hidden_sizes[-1] if modality == Modality.image else config.hidden_size
-        )
+        self.hidden_size: int = config.hidden_sizes[-1] if modality == Modality.image else config.hidden_size
 
     @property
     def fully_frozen(self) -> bool:

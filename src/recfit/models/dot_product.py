@@ -54,7 +54,9 @@ class DotProductRecommender(nn.Module):
         score = (self.encode_users(users) * self.batch_item_vectors(batch)).sum(-1)
         if self.normalize:
             return score
-        return score + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1) + self.global_bias
+        return (
+            score + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1) + self.global_bias
+        )
 
     def catalogue_vectors(self, item_batches) -> torch.Tensor:
         """Vectors of every item, from an iterator of (codes, content) chunks."""

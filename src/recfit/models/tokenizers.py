@@ -36,7 +36,9 @@ def load_tokenizer(cfg: DictConfig) -> Any:
     else:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model(name), trust_remote_code=cfg.trust_remote_code
+        )
     if tokenizer.pad_token is None:  # GPT-2 has none; its end-of-text token is the usual choice
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -52,10 +52,8 @@ class TwoTower(DotProductRecommender):
         self.backbone.train(was_training)
 
     def encode_items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.cached_features.numel():
-            features = self.cached_features[items]
-        else:
-            features = self.backbone(inputs)
+        cached = self.cached_features.numel() > 0
+        features = self.cached_features[items] if cached else self.backbone(inputs)
         vectors = self.projection(features)
         if self.item_embedding is not None:
             vectors = vectors + self.item_embedding(items)

@@ -44,7 +44,9 @@ class RecModule(pl.LightningModule):
         self.num_items = num_items
         self.catalogue_batch_size = catalogue_batch_size
         self.catalogue: torch.Tensor | None = None
-        use_logq = self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
+        use_logq = (
+            self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
+        )
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
 
@@ -69,11 +71,15 @@ class RecModule(pl.LightningModule):
         loss = task_loss(
             self.task_name, self.loss_name, output, batch["target"], self.temperature, self.item_log_frequency
         )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"]))
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"])
+        )
         return loss
 
     def configure_optimizers(self):
-        return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, self.trainer.estimated_stepping_batches)
+        return build_optimizer(
+            self, self.optimizer_cfg, self.scheduler_cfg, self.trainer.estimated_stepping_batches
+        )
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _prepare_catalogue(self) -> None:

@@ -80,7 +80,9 @@ def _num_outputs(cfg: DictConfig, data: RecData) -> int:
     if cfg.task.name == TaskName.text_classification and cfg.loss.name == LossName.cross_entropy:
         classes = len(data.label_names or [])
         if classes < 2:
-            raise DataError(f"text classification needs at least 2 distinct labels; '{data.name}' has {classes}")
+            raise DataError(
+                f"text classification needs at least 2 distinct labels; '{data.name}' has {classes}"
+            )
         return classes
     return 1
 
@@ -184,10 +186,14 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}
-    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False):
+    for result in trainer.validate(
+        module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
+    ):
         metrics.update(result)
     if cfg.test:
-        for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False):
+        for result in trainer.test(
+            module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
+        ):
             metrics.update(result)
     return clean_metrics(metrics)
 

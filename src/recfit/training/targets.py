@@ -19,7 +19,9 @@ def targets_for(frame: pd.DataFrame, task: TaskName, loss: LossName, rating_thre
         return frame[LABEL].to_numpy(dtype=np.int64)
     if RATING not in frame.columns:
         what = "numeric labels" if task == TaskName.text_classification else "ratings"
-        raise DataError(f"task '{task.value}' with loss '{loss.value}' needs {what}, and this data set has none")
+        raise DataError(
+            f"task '{task.value}' with loss '{loss.value}' needs {what}, and this data set has none"
+        )
     ratings = frame[RATING].to_numpy(dtype=np.float32)
     if task == TaskName.ctr:
         return (ratings >= rating_threshold).astype(np.float32)

@@ -22,7 +22,16 @@ TOPICS: dict[str, list[str]] = {
     "finance": ["stocks", "investing", "banks", "dividends", "markets", "budgets", "loans", "pensions"],
     "gardening": ["roses", "compost", "seeds", "tomatoes", "greenhouses", "pruning", "orchards", "soil"],
     "medicine": ["doctors", "vaccines", "surgery", "patients", "hospitals", "therapies", "nurses", "clinics"],
-    "computers": ["software", "laptops", "programming", "databases", "algorithms", "servers", "chips", "code"],
+    "computers": [
+        "software",
+        "laptops",
+        "programming",
+        "databases",
+        "algorithms",
+        "servers",
+        "chips",
+        "code",
+    ],
 }
 ADJECTIVES = ["practical", "short", "complete", "modern", "illustrated", "classic", "friendly", "new"]
 TEMPLATES = [
