@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import write_reviews_csv
@@ -59,6 +60,12 @@ def test_backbone_model_task(tmp_path, name):
         reported = {key.split("/", 1)[1] for key in record["metrics"] if key.startswith(stage + "/")}
         assert EXPECTED_METRICS[task] <= reported
         assert all(record["metrics"][f"{stage}/{m}"] is not None for m in EXPECTED_METRICS[task])
+    per_user = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
+    # the per-user (ranking) or per-row values average to the reported test metric
+    check = {"ranking": ("ndcg@10", "ndcg@10"), "rating": ("abs_error", "mae"), "ctr": ("logloss", "logloss")}
+    column, metric = check[task]
+    assert per_user[column].mean() == pytest.approx(record["metrics"][f"test/{metric}"], abs=1e-5)
+    assert per_user["user"].notna().all()
 
 
 @pytest.mark.slow

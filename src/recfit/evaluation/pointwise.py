@@ -44,3 +44,25 @@ def multiclass_metrics(num_classes: int) -> torchmetrics.MetricCollection:
             "f1": classification.MulticlassF1Score(num_classes=num_classes, average="macro"),
         }
     )
+
+
+def per_row_values(output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-row errors for paired tests: squared and absolute error (regression), log loss and
+    correctness (probabilities vs 0/1 labels), correctness (class logits)."""
+    if output.ndim == 2:
+        return {
+            "target": target,
+            "prediction": output.argmax(-1),
+            "correct": (output.argmax(-1) == target).float(),
+        }
+    if not target.is_floating_point():
+        p = output.clamp(1e-7, 1 - 1e-7)
+        logloss = -(target * p.log() + (1 - target) * (1 - p).log())
+        return {
+            "target": target,
+            "prediction": output,
+            "logloss": logloss,
+            "correct": ((p >= 0.5) == target).float(),
+        }
+    error = output - target
+    return {"target": target, "prediction": output, "squared_error": error**2, "abs_error": error.abs()}

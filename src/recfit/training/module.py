@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torchmetrics
 from omegaconf import DictConfig
@@ -11,6 +12,7 @@ from torch import nn
 from recfit.config.schema import LossName, TaskName
 from recfit.config.validate import RANKING_METRICS
 from recfit.evaluation import pointwise
+from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import mask_items, ranking_metrics, relevance
 from recfit.training.losses import task_loss
 from recfit.training.optim import build_optimizer
@@ -49,6 +51,7 @@ class RecModule(pl.LightningModule):
         )
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+        self.test_rows: list[dict[str, torch.Tensor]] = []
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
         if self.task_name == TaskName.ranking:
@@ -90,23 +93,40 @@ class RecModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._prepare_catalogue()
 
-    def on_test_epoch_start(self) -> None:
-        self._prepare_catalogue()
-
     def _evaluate(self, batch: dict, stage: str) -> None:
         metrics = self.metrics[stage]
         if self.task_name == TaskName.ranking:
             scores = self.recommender.score_catalogue(batch["user"], self.catalogue)
             mask_items(scores, batch["seen_items"])
             target = relevance(batch["target_items"], self.num_items)
-            for name, values in ranking_metrics(scores, target, self.topk).items():
-                metrics[name].update(values)
+            values = ranking_metrics(scores, target, self.topk)
+            for name, per_user in values.items():
+                metrics[name].update(per_user)
+            if stage == "test":
+                self.test_rows.append({"user": batch["user"], **values})
             return
         output = self.recommender(batch)
+        target = batch["target"]
         if self.task_name == TaskName.ctr:
-            metrics.update(torch.sigmoid(output), batch["target"].long())
-        else:
-            metrics.update(output, batch["target"])
+            output = torch.sigmoid(output)
+            target = target.long()
+        metrics.update(output, target)
+        if stage == "test":
+            self.test_rows.append(
+                {"user": batch["user"], "item": batch["item"], **per_row_values(output, target)}
+            )
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
+        self._prepare_catalogue()
+
+    def per_user_table(self) -> dict[str, np.ndarray]:
+        """Test-split values per user (ranking) or per row (other tasks), for paired significance tests."""
+        if not self.test_rows:
+            return {}
+        return {
+            key: torch.cat([row[key] for row in self.test_rows]).cpu().numpy() for key in self.test_rows[0]
+        }
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         self._evaluate(batch, "val")

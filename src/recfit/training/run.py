@@ -28,7 +28,14 @@ from recfit.models.backbone import load_backbone
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training.module import RecModule
-from recfit.training.run_folder import METRICS_FILE, Status, clean_metrics, write_json_atomic
+from recfit.training.run_folder import (
+    METRICS_FILE,
+    PER_USER_FILE,
+    Status,
+    clean_metrics,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from recfit.training.targets import targets_for
 
 log = logging.getLogger(__name__)
@@ -195,6 +202,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
             module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
         ):
             metrics.update(result)
+        if trainer.is_global_zero:
+            write_parquet_atomic(run_dir / PER_USER_FILE, module.per_user_table())
     return clean_metrics(metrics)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+PER_USER_FILE = "per_user.parquet"
 
 
 class Status:
@@ -26,6 +27,20 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         with os.fdopen(handle, "w") as stream:
             json.dump(payload, stream, indent=2, sort_keys=False, default=str)
             stream.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_parquet_atomic(path: Path, columns: dict[str, Any]) -> None:
+    """Write a table of equal-length columns to Parquet under a temporary name, then rename it."""
+    import pandas as pd
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        pd.DataFrame(columns).to_parquet(temporary, index=False)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
