@@ -9,33 +9,64 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from recfit.config import conf_dir, validate
-from recfit.config.schema import register_schemas
+from recfit.config.schema import Mode, register_schemas
 from recfit.errors import RecfitError
 
 log = logging.getLogger("recfit")
 
 register_schemas()
+# Optuna spells directions differently from task.mode; the sweep config converts with this resolver,
+# so task.mode stays the one place the direction is written.
+OPTUNA_DIRECTIONS = {Mode.max: "maximize", Mode.min: "minimize"}
+
+
+def optuna_direction(mode: object) -> str:
+    """task.mode (an enum node, which interpolates as the text 'Mode.max') -> Optuna's direction."""
+    return OPTUNA_DIRECTIONS[Mode(str(mode).rsplit(".", 1)[-1])]
+
+
+OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
-    """`recfit train`: validate, then train into Hydra's run folder. Returns the selection metric."""
+    """`recfit train`: validate, then train into Hydra's output folder. Returns `val/<task.metric>`.
+
+    In a sweep, a job that fails for any reason is recorded as failed (metrics.json, the log, the
+    sweep summary) and returns None, which Optuna counts as a failed trial; the sweep goes on.
+    """
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         validate(cfg)
-        from recfit.report import print_metrics
-        from recfit.training.run import train
-
-        result = train(cfg, Path(hydra_cfg.runtime.output_dir))
     except RecfitError as error:
-        log.error("%s", error)
-        print(f"recfit: error: {error}", file=sys.stderr)
-        if in_sweep:
-            return None
-        raise SystemExit(1) from None
+        from recfit.training.run_folder import record_failure
+
+        record_failure(cfg, run_dir, error)
+        return _report_failure(error, in_sweep)
+    from recfit.report import print_metrics
+    from recfit.training.run import train
+
+    try:
+        result = train(cfg, run_dir)
+    except RecfitError as error:
+        return _report_failure(error, in_sweep)
+    except Exception as error:  # a bug or a crash: keep the traceback, but never kill the sweep
+        if not in_sweep:
+            raise
+        log.exception("job failed: %s", error)
+        return None
     print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
     return result.metrics.get(f"val/{cfg.task.metric}")
+
+
+def _report_failure(error: RecfitError, in_sweep: bool) -> None:
+    log.error("%s", error)
+    print(f"recfit: error: {error}", file=sys.stderr)
+    if not in_sweep:
+        raise SystemExit(1)
+    return None

@@ -8,6 +8,7 @@ USAGE = """usage: recfit <command> [key=value ...]
 
 commands:
   train     fine-tune and evaluate (a Hydra app: recfit train --help lists the config groups)
+  sweep     sweep resume SWEEP_DIR [key=value ...]: re-run only the failed or missing jobs
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
@@ -44,20 +45,43 @@ def _train(arguments: list[str]) -> None:
         groups = "\n".join(f"  {group:<11} {', '.join(options)}" for group, options in list_options().items())
         print(TRAIN_HELP.format(groups=groups))
         return
-    if not any(a in HYDRA_FLAGS or a in MULTIRUN_FLAGS or a.startswith("--") for a in arguments):
-        from recfit.config import compose, validate
+    overrides = [a for a in arguments if not a.startswith("-")]
+    multirun = any(a in MULTIRUN_FLAGS for a in arguments)
+    try:
+        if multirun:
+            from recfit.config.sweep import is_search_sweep, validate_sweep
 
-        try:
-            validate(compose(arguments))
-        except RecfitError as error:
-            _fail(str(error))
+            if not is_search_sweep(overrides):  # a search's trials are checked as they start
+                print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
+        elif not any(a in HYDRA_FLAGS or a.startswith("--") for a in arguments):
+            from recfit.config import compose, validate
+
+            validate(compose(overrides))
+    except RecfitError as error:
+        _fail(str(error))
     from recfit.apps import train_app
 
     sys.argv = ["recfit train", *arguments]
     train_app()
 
 
-COMMANDS = {"train": _train}
+def _sweep(arguments: list[str]) -> None:
+    """`recfit sweep resume SWEEP_DIR [overrides]`."""
+    from pathlib import Path
+
+    from recfit.errors import RecfitError
+
+    if len(arguments) < 2 or arguments[0] != "resume":
+        _fail("usage: recfit sweep resume SWEEP_DIR [key=value ...]")
+    from recfit.training.sweep_resume import resume_sweep
+
+    try:
+        raise SystemExit(resume_sweep(Path(arguments[1]), arguments[2:]))
+    except RecfitError as error:
+        _fail(str(error))
+
+
+COMMANDS = {"train": _train, "sweep": _sweep}
 
 
 def main(argv: list[str] | None = None) -> None:

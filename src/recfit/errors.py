@@ -15,3 +15,7 @@ class ConfigError(RecfitError):
 
 class DataError(RecfitError):
     """A data file is missing, unreadable or malformed."""
+
+
+class TrainingDivergedError(RecfitError):
+    """The training loss became NaN or infinite."""

@@ -210,6 +210,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     logger: dict[str, Any] = field(default_factory=dict)  # Lightning loggers by name
     test: bool = True  # evaluate the best checkpoint on the test split after training
+    early_stopping_patience: int = 0  # validations without improvement before stopping (0 = never)
 
 
 # Schema entries in the ConfigStore end with this; they are not options a user picks.

@@ -11,6 +11,7 @@ from torch import nn
 
 from recfit.config.schema import LossName, TaskName
 from recfit.config.validate import RANKING_METRICS
+from recfit.errors import TrainingDivergedError
 from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import mask_items, ranking_metrics, relevance
@@ -74,6 +75,11 @@ class RecModule(pl.LightningModule):
         loss = task_loss(
             self.task_name, self.loss_name, output, batch["target"], self.temperature, self.item_log_frequency
         )
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training loss became {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}); try a lower learning rate. The last good checkpoint is kept"
+            )
         self.log(
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"])
         )

@@ -6,7 +6,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import get_method, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.schema import LossName, Modality, ModelName, TaskName, reader_arguments
@@ -23,7 +22,7 @@ from recfit.data.datamodule import BatchInputs, RecDataModule
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.split import split_interactions
 from recfit.data.tables import ITEM, RecData
-from recfit.errors import DataError, RecfitError
+from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
@@ -33,6 +32,9 @@ from recfit.training.run_folder import (
     PER_USER_FILE,
     Status,
     clean_metrics,
+    describe,
+    new_record,
+    now_iso,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -185,9 +187,14 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
+    callbacks: list[pl.Callback] = [checkpoint]
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
+        )
     loggers = [instantiate(logger, save_dir=str(run_dir)) for logger in cfg.logger.values()]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=[checkpoint], logger=loggers, default_root_dir=str(run_dir)
+        cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir)
     )
     trainer.fit(module, datamodule=datamodule)
     best = checkpoint.best_model_path or None
@@ -210,18 +217,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
 def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     """Run one training job into `run_dir`; metrics.json says how it ended, whatever happens."""
     started = time.time()
-    record: dict[str, Any] = {
-        "status": Status.running,
-        "experiment": cfg.experiment_name,
-        "task": cfg.task.name.value,
-        "monitor": f"val/{cfg.task.metric}",
-        "mode": cfg.task.mode.value,
-        "seed": cfg.seed,
-        "metrics": {},
-        "error": None,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_dir": str(run_dir),
-    }
+    record = new_record(cfg, run_dir)
     path = run_dir / METRICS_FILE
     write_json_atomic(path, record)
     try:
@@ -230,14 +226,11 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     except KeyboardInterrupt:
         record["status"] = Status.interrupted
         raise
-    except RecfitError as error:
-        record.update(status=Status.failed, error=str(error))
-        raise
     except Exception as error:
-        record.update(status=Status.failed, error=f"{type(error).__name__}: {error}")
+        record.update(status=Status.failed, error=describe(error))
         raise
     finally:
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["finished_at"] = now_iso()
         record["duration_s"] = round(time.time() - started, 3)
         write_json_atomic(path, record)
     return RunResult(record["status"], record["metrics"], run_dir, record)

@@ -29,8 +29,8 @@ def read_text_csv(path: str, text_column: str = "text", label_column: str = "lab
         frame = pd.read_csv(file, encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"CSV file not found: {file}") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{file} is not UTF-8 text (byte {error.start}): re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{file} is not UTF-8 text ({_first_bad_byte(file)}): re-save it as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"cannot parse {file}: {str(error).splitlines()[0]}") from None
     for column in (text_column, label_column):
@@ -64,3 +64,14 @@ def read_text_csv(path: str, text_column: str = "text", label_column: str = "lab
         item_text=frame[text_column].astype(str).tolist(),
         label_names=[str(c) for c in classes],
     )
+
+
+def _first_bad_byte(file: Path) -> str:
+    """Where the first byte that is not UTF-8 sits, as 'line L, byte B' (1-based line, 0-based byte)."""
+    data = file.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return f"line {line}, byte {error.start}"
+    return "position unknown"

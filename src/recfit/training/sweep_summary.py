@@ -1,0 +1,79 @@
+"""`sweep_summary.csv` at a sweep's root: one row per job, rewritten each time a job ends.
+
+A Hydra callback, so it works the same under every launcher (basic, joblib, submitit) and sweeper
+(basic, Optuna). It reads only the job folders' metrics.json and .hydra/overrides.yaml (no torch).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from recfit.training.run_folder import METRICS_FILE, Status, replace_atomic
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "sweep_summary.csv"
+COLUMNS = ["job", "status", "objective", "value", "duration_s", "overrides", "run_dir", "error"]
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """The numbered job folders of a sweep, in job order."""
+    return sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
+
+
+def _row(folder: Path) -> dict[str, Any]:
+    overrides_file = folder / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    row: dict[str, Any] = {
+        "job": int(folder.name),
+        "overrides": " ".join(overrides or []),
+        "run_dir": str(folder),
+    }
+    metrics_file = folder / METRICS_FILE
+    if not metrics_file.is_file():
+        return {**row, "status": Status.running}
+    record = json.loads(metrics_file.read_text())
+    monitor = record.get("monitor")
+    return {
+        **row,
+        "status": record.get("status"),
+        "objective": monitor,
+        "value": record.get("metrics", {}).get(monitor),
+        "duration_s": record.get("duration_s"),
+        "error": record.get("error"),
+    }
+
+
+def write_summary(sweep_dir: Path) -> Path:
+    """Scan the job folders and (re)write sweep_summary.csv; a lock keeps concurrent jobs in order."""
+    path = sweep_dir / SUMMARY_FILE
+    with open(sweep_dir / f".{SUMMARY_FILE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        frame = pd.DataFrame([_row(folder) for folder in job_folders(sweep_dir)], columns=COLUMNS)
+        replace_atomic(path, lambda temporary: frame.to_csv(temporary, index=False))
+    return path
+
+
+class SweepSummaryCallback(Callback):
+    """Keeps sweep_summary.csv current during a multirun (single runs are left alone)."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode is not None and config.hydra.mode.name == "MULTIRUN":
+            write_summary(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            log.info("sweep summary: %s", write_summary(sweep_dir))

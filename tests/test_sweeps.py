@@ -1,0 +1,114 @@
+"""Real sweeps in subprocesses: basic, joblib, Optuna and submitit_local, with failing jobs and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_cli import assert_one_line_error, recfit
+
+from conftest import write_reviews_csv
+
+TINY = [
+    "backbone=tiny_bert",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "dataset.num_users=40",
+]
+
+
+def only_sweep(outputs: Path) -> Path:
+    (sweep,) = list(outputs.glob("sweeps/*/*"))
+    return sweep
+
+
+def summary(sweep: Path) -> pd.DataFrame:
+    return pd.read_csv(sweep / "sweep_summary.csv")
+
+
+@pytest.mark.slow
+def test_failed_jobs_are_recorded_and_resumed(tmp_path):
+    good = write_reviews_csv(tmp_path / "good.csv", rows=40)
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes("text,label\ncaf\xe9,pos\n".encode("latin-1"))
+    outputs = tmp_path / "outputs"
+    result = recfit(
+        "train", "-m", "experiment=text_csv_bert", *TINY[:3], "dataset.text_column=review",
+        "dataset.label_column=sentiment", f"dataset.path={good},{broken}", "seed=1,2",
+        f"paths.output_dir={outputs}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep = only_sweep(outputs)
+    table = summary(sweep)
+    assert table["job"].tolist() == [0, 1, 2, 3]
+    assert table["status"].tolist() == ["completed", "completed", "failed", "failed"]
+    assert table["error"].iloc[2].endswith("is not UTF-8 text (line 2, byte 14): re-save it as UTF-8")
+    assert table["objective"].iloc[0] == "val/accuracy" and table["value"].iloc[:2].notna().all()
+    finished = (sweep / "0" / "metrics.json").read_bytes()
+
+    shutil.copy(good, broken)  # the fix
+    resumed = recfit("sweep", "resume", str(sweep))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "re-running [2, 3]" in resumed.stdout
+    table = summary(sweep)
+    assert table["status"].tolist() == ["completed"] * 4
+    assert (sweep / "0" / "metrics.json").read_bytes() == finished  # finished jobs untouched
+    attempts = sorted(p.name.split("-")[0] for p in (sweep / ".attempts").iterdir())
+    assert attempts == ["2", "3"]  # the failed attempts are kept, not deleted
+    assert json.loads((sweep / "2" / "metrics.json").read_text())["seed"] == 1
+    assert recfit("sweep", "resume", str(sweep)).stdout.count("re-running []") == 1
+
+
+@pytest.mark.slow
+def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path):
+    result = recfit("train", "-m", *TINY, "loss=mse,cross_entropy", f"paths.output_dir={tmp_path}")
+    assert_one_line_error(result, "sweep job 0 (")
+    assert "loss 'mse' does not fit task 'ranking'" in result.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_joblib_runs_jobs_in_parallel_with_the_same_results(tmp_path):
+    parallel = recfit("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "seed=1,2",
+                      f"paths.output_dir={tmp_path / 'parallel'}")  # fmt: skip
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    serial = recfit("train", "-m", *TINY, "seed=1,2", f"paths.output_dir={tmp_path / 'serial'}")
+    assert serial.returncode == 0, serial.stderr[-2000:]
+    a, b = summary(only_sweep(tmp_path / "parallel")), summary(only_sweep(tmp_path / "serial"))
+    assert a["status"].tolist() == ["completed", "completed"]
+    assert a["value"].tolist() == b["value"].tolist()  # same seeds, same numbers, whatever the launcher
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    result = recfit(
+        "train", "-m", "hydra/launcher=submitit_local", *TINY, "seed=1,2", f"paths.output_dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert summary(only_sweep(tmp_path))["status"].tolist() == ["completed", "completed"]
+
+
+@pytest.mark.slow
+def test_optuna_search_records_failed_trials_and_goes_on(tmp_path):
+    # a negative temperature is refused by validation: with this sampler seed, trials 0 and 2 draw it
+    result = recfit(
+        "train", "-m", "hparams_search=optuna", "hydra.sweeper.sampler.seed=2", "hydra.sweeper.n_trials=3",
+        "loss.temperature=choice(-1.0,0.05)", *TINY, f"paths.output_dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep = only_sweep(tmp_path)
+    table = summary(sweep)
+    assert len(table) == 3
+    assert set(table["status"]) == {"completed", "failed"}
+    assert (
+        table.loc[table["status"] == "failed", "error"]
+        .str.contains("loss.temperature must be positive")
+        .all()
+    )
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == pytest.approx(table["value"].max())
+    assert table["objective"].unique().tolist() == ["val/ndcg@10"]  # the objective is task.metric
