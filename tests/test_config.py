@@ -34,6 +34,8 @@ def test_every_experiment_composes(experiment, tmp_path):
     overrides = [f"experiment={experiment}"]
     if experiment == "text_csv_bert":
         overrides.append(f"dataset.path={__file__}")
+    if experiment.startswith("games_"):
+        overrides.append(f"dataset.path={Path(__file__).parent}")
     cfg = check(overrides)
     assert cfg.experiment_name == experiment
 
@@ -77,7 +79,7 @@ def test_other_options_compose(group):
             ["backbone.pooling=max"],
             "backbone.pooling: Invalid value 'max', expected one of [cls, mean, last]",
         ),
-        (["loss=mse"], "loss 'mse' does not fit task 'ranking' (use loss=cross_entropy)"),
+        (["loss=mse"], "loss 'mse' does not fit task 'ranking' (use loss=cross_entropy or bpr)"),
         (["task=rating"], "loss 'cross_entropy' does not fit task 'rating' (use loss=mse)"),
         (["task=ctr", "loss=mse"], "loss 'mse' does not fit task 'ctr' (use loss=bce)"),
         (["model=mf"], "model 'mf' needs backbone=none, but backbone modality is 'text'"),
@@ -88,7 +90,7 @@ def test_other_options_compose(group):
         (["task=rating", "loss=mse", "task.metric=auc"], "task.metric 'auc' is not reported"),
         (["backbone.freeze=some"], "backbone.freeze 'some' must be one of none, all, embeddings"),
         (
-            ["dataset.split.test=0.6", "dataset.split.val=0.5"],
+            ["split.test=0.6", "split.val=0.5"],
             "must be in [0, 1) and leave some training data",
         ),
         (["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
@@ -107,6 +109,15 @@ def test_other_options_compose(group):
         ),
         ([*CSV_OVERRIDES, "task=rating", "loss=mse", "task.metric=rmse"], "dataset=text_csv only supports"),
         (["trainer=tpu_pod"], "unknown option 'tpu_pod' for 'trainer'"),
+        (["task.candidates=all"], "task.candidates 'all' must be full, uniN or popN"),
+        (["split.method=random"], "split.method: Invalid value 'random'"),
+        (["dataset.filter.k_core_users=-1"], "dataset.filter.k_core_users must be 0 or more"),
+        (
+            ["model=popularity", "backbone=none", "task=rating", "loss=mse", "task.metric=rmse"],
+            "cannot do task",
+        ),
+        (["model=lr", "backbone=none"], "model 'lr' cannot do task 'ranking'"),
+        (["loss=bpr", "task=rating"], "loss 'bpr' does not fit task 'rating'"),
         (["foo"], "cannot parse override"),
     ],
 )
@@ -121,7 +132,9 @@ def test_bad_configs_give_one_line(overrides, message):
 def test_unknown_option_lists_only_real_options():
     with pytest.raises(ConfigError) as raised:
         compose(["dataset=nope"])
-    assert "available: movielens_100k, synthetic, text_csv" in str(raised.value)
+    assert "available: amazon_games, movielens_100k, movielens_1m, recbole, synthetic, text_csv" in str(
+        raised.value
+    )
 
 
 def test_every_task_has_its_default_metric_and_loss():

@@ -134,7 +134,8 @@ def test_missing_csv_file(tmp_path):
 
 
 def test_split_refuses_an_empty_validation_split():
-    frame = pd.DataFrame({"user": [0, 0], "item": [0, 1]})
+    # One interaction per user: it stays in train (RecBole's rule gives a 2-row user one held-out row).
+    frame = pd.DataFrame({"user": [0, 1], "item": [0, 1]})
     with pytest.raises(DataError, match="validation split is empty"):
         split_interactions(frame, 0.1, 0.0, seed=0)
     assert np.isfinite(split_interactions(frame, 0.0, 0.0, seed=0).train["item"]).all()

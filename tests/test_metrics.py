@@ -1,4 +1,4 @@
-"""Ranking metrics against a brute-force NumPy reference and torchmetrics; the in-batch loss by hand."""
+"""Ranking metrics against a brute-force NumPy reference and torchmetrics; the losses by hand."""
 
 from __future__ import annotations
 
@@ -7,17 +7,25 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNormalizedDCG, RetrievalRecall
+from torchmetrics.retrieval import (
+    RetrievalHitRate,
+    RetrievalMRR,
+    RetrievalNormalizedDCG,
+    RetrievalPrecision,
+    RetrievalRecall,
+)
 
-from recfit.evaluation.ranking import mask_items, ranking_metrics, relevance
-from recfit.training.losses import in_batch_softmax
+from recfit.config.schema import LossName, TaskName
+from recfit.evaluation.pointwise import GroupAUC
+from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
+from recfit.training.losses import in_batch_softmax, task_loss
 
 
 def reference(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
-    """One user at a time, straight from the definitions."""
-    out = {name: [] for name in ("recall", "precision", "hit", "mrr", "ndcg")}
+    """One user at a time, straight from the definitions in recfit.evaluation.ranking."""
+    out = {name: [] for name in ("recall", "precision", "hit", "mrr", "ndcg", "map")}
     for row_scores, row_target in zip(scores, target, strict=True):
-        order = sorted(range(len(row_scores)), key=lambda i: -row_scores[i])[:k]
+        order = sorted(range(len(row_scores)), key=lambda i: (-row_scores[i], i))[:k]
         hits = [bool(row_target[i]) for i in order]
         relevant = int(row_target.sum())
         out["recall"].append(sum(hits) / relevant)
@@ -27,52 +35,90 @@ def reference(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float
         dcg = sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
         ideal = sum(1 / math.log2(r + 2) for r in range(min(relevant, k)))
         out["ndcg"].append(dcg / ideal)
+        precisions = [sum(hits[: r + 1]) / (r + 1) for r, h in enumerate(hits) if h]
+        out["map"].append(sum(precisions) / min(relevant, k))
     return {name: float(np.mean(values)) for name, values in out.items()}
+
+
+def as_targets(target: np.ndarray) -> torch.Tensor:
+    rows = [np.flatnonzero(t) for t in target]
+    width = max(len(r) for r in rows)
+    return torch.tensor(np.array([np.pad(r, (0, width - len(r)), constant_values=-1) for r in rows]))
 
 
 @pytest.fixture
 def random_problem():
     generator = np.random.default_rng(0)
-    scores = generator.random((64, 300))  # continuous scores: no ties
+    users, items = generator.normal(size=(64, 8)), generator.normal(size=(300, 8))
     target = generator.random((64, 300)) < 0.03
     target[np.arange(64), generator.integers(0, 300, 64)] = True  # every user has a relevant item
-    return scores, target
+    return users, items, target
 
 
-@pytest.mark.parametrize("k", [1, 5, 10, 20, 300])
+def no_exclusions(batch: int) -> torch.Tensor:
+    return torch.full((batch, 1), -1)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 20, 300, 500])
 def test_ranking_metrics_match_the_definitions(random_problem, k):
-    scores, target = random_problem
-    ours = ranking_metrics(torch.tensor(scores), torch.tensor(target), [k])
-    expected = reference(scores, target, k)
+    users, items, target = random_problem
+    top = top_k_items(torch.tensor(users), torch.tensor(items), no_exclusions(64), k)
+    ours = ranking_metrics(top, as_targets(target), [k])
+    expected = reference(users @ items.T, target, k)
     for name, value in expected.items():
         assert ours[f"{name}@{k}"].mean().item() == pytest.approx(value, abs=1e-6), name
 
 
 @pytest.mark.parametrize("k", [5, 10])
 def test_ranking_metrics_match_torchmetrics(random_problem, k):
-    scores, target = random_problem
-    ours = ranking_metrics(torch.tensor(scores), torch.tensor(target), [k])
-    users = torch.arange(scores.shape[0])[:, None].expand(scores.shape).reshape(-1)
-    flat_scores, flat_target = torch.tensor(scores).reshape(-1), torch.tensor(target).reshape(-1)
+    users, items, target = random_problem
+    scores = torch.tensor(users @ items.T)
+    ours = ranking_metrics(top_k_items(torch.tensor(users), torch.tensor(items), no_exclusions(64), k),
+                           as_targets(target), [k])  # fmt: skip
+    indexes = torch.arange(64)[:, None].expand(64, 300).reshape(-1)
+    # torchmetrics ignores relevant items scored <= 0 (see ENVIRONMENT.md): shift scores positive
+    flat_scores, flat_target = (scores - scores.min() + 1).reshape(-1), torch.tensor(target).reshape(-1)
     peers = {
-        "recall": RetrievalRecall(top_k=k),
-        "hit": RetrievalHitRate(top_k=k),
-        "mrr": RetrievalMRR(top_k=k),
-        "ndcg": RetrievalNormalizedDCG(top_k=k),
-    }
+        "recall": RetrievalRecall(top_k=k), "hit": RetrievalHitRate(top_k=k), "mrr": RetrievalMRR(top_k=k),
+        "ndcg": RetrievalNormalizedDCG(top_k=k), "precision": RetrievalPrecision(top_k=k),
+    }  # fmt: skip
     for name, metric in peers.items():
-        value = metric(flat_scores, flat_target, indexes=users).item()
+        value = metric(flat_scores, flat_target, indexes=indexes).item()
         assert ours[f"{name}@{k}"].mean().item() == pytest.approx(value, abs=1e-6), name
 
 
-def test_masking_and_k_beyond_the_catalogue():
-    scores = torch.tensor([[0.9, 0.8, 0.1, 0.0]])
-    mask_items(scores, torch.tensor([[0, -1]]))  # item 0 was seen in training
-    target = relevance(torch.tensor([[2, -1]]), num_items=4)
-    values = ranking_metrics(scores, target, [1, 10])
-    assert values["hit@1"].item() == 0.0 and values["recall@10"].item() == 1.0
-    assert values["mrr@10"].item() == pytest.approx(1 / 2)  # item 1 first, then the relevant item 2
-    assert values["precision@10"].item() == pytest.approx(1 / 10)
+def test_chunking_over_items_changes_nothing_and_ties_go_to_the_lower_code():
+    generator = np.random.default_rng(1)
+    users = torch.tensor(generator.normal(size=(7, 4)))
+    items = torch.tensor(generator.normal(size=(50, 4)))
+    items[30] = items[3]  # a tie: item 3 must come before item 30
+    seen = torch.tensor([[0, 5, -1]] * 7)
+    whole = top_k_items(users, items, seen, 20)
+    for chunk in (1, 3, 16, 49):
+        assert torch.equal(top_k_items(users, items, seen, 20, item_chunk=chunk), whole)
+    assert not torch.isin(whole, torch.tensor([0, 5])).any()  # seen items never recommended
+    for row in whole.tolist():
+        if 30 in row:
+            assert 3 in row and row.index(3) < row.index(30)
+
+
+def test_sampled_candidates_rank_only_their_own_items():
+    users = torch.tensor([[1.0], [1.0]])
+    items = torch.tensor([[5.0], [4.0], [3.0], [2.0], [1.0]])  # item 0 scores highest
+    candidates = torch.tensor([[4, 2, 0], [3, 1, -1]])  # -1 pads the second user's list
+    top = top_k_candidates(users, items, candidates, 3)
+    assert top[0].tolist() == [0, 2, 4]
+    assert top[1, :2].tolist() == [1, 3]
+
+
+def test_group_auc_weights_users_by_their_rows():
+    metric = GroupAUC()
+    preds = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.6, 0.5])
+    target = torch.tensor([1, 0, 0, 1, 1, 1, 0])
+    users = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    metric.update(preds, target, users)
+    # user 0: AUC 1 (2 rows); user 1: AUC 0 (2 rows); user 2: AUC 1 (3 rows)
+    assert metric.compute().item() == pytest.approx((1 * 2 + 0 * 2 + 1 * 3) / 7)
 
 
 def test_in_batch_softmax_ignores_other_copies_of_the_positive():
@@ -83,3 +129,18 @@ def test_in_batch_softmax_ignores_other_copies_of_the_positive():
     row1 = -torch.log_softmax(scores[1], 0)[1]
     row2 = -torch.log_softmax(torch.tensor([0.4, 0.9]), 0)[1]
     torch.testing.assert_close(loss, (row0 + row1 + row2) / 3)
+
+
+def test_logq_correction_subtracts_log_frequency():
+    scores = torch.tensor([[1.0, 2.0], [0.5, 0.0]])
+    items = torch.tensor([0, 1])
+    log_q = torch.log(torch.tensor([0.9, 0.1]))
+    expected = in_batch_softmax(scores - log_q[items][None, :], items, 1.0)
+    torch.testing.assert_close(in_batch_softmax(scores, items, 1.0, log_q), expected)
+
+
+def test_bpr_loss():
+    positive, negative = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    loss = task_loss(TaskName.ranking, LossName.bpr, (positive, negative), torch.zeros(2), 1.0)
+    expected = -(torch.sigmoid(torch.tensor(1.0)).log() + torch.sigmoid(torch.tensor(-1.0)).log()) / 2
+    torch.testing.assert_close(loss, expected)

@@ -62,6 +62,14 @@ def test_failed_jobs_are_recorded_and_resumed(tmp_path):
     assert json.loads((sweep / "2" / "metrics.json").read_text())["seed"] == 1
     assert recfit("sweep", "resume", str(sweep)).stdout.count("re-running []") == 1
 
+    # compare reads the sweep: 4 runs (the superseded attempts in .attempts/ are not runs of the sweep)
+    table = recfit(
+        "compare", str(sweep), "--group-by", "seed", "--format", "csv", "--output", str(tmp_path / "t.csv")
+    )
+    assert table.returncode == 0, table.stderr
+    grouped = pd.read_csv(tmp_path / "t.csv")
+    assert grouped["n"].tolist() == [2, 2]
+
 
 @pytest.mark.slow
 def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path):

@@ -9,11 +9,13 @@ USAGE = """usage: recfit <command> [key=value ...]
 commands:
   train     fine-tune and evaluate (a Hydra app: recfit train --help lists the config groups)
   sweep     sweep resume SWEEP_DIR [key=value ...]: re-run only the failed or missing jobs
+  compare   compare DIR... [options]: one table of runs, mean +- std, paired significance, plots
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
   recfit train experiment=ml100k_rating dataset.path=path/to/ml-100k
   recfit train backbone=tiny_bert trainer.max_epochs=1
+  recfit compare outputs/sweeps/quickstart --group-by backbone --baseline backbone=minilm
 """
 
 TRAIN_HELP = """usage: recfit train [key=value ...] [-m] [--cfg job]
@@ -81,7 +83,14 @@ def _sweep(arguments: list[str]) -> None:
         _fail(str(error))
 
 
-COMMANDS = {"train": _train, "sweep": _sweep}
+def _compare(arguments: list[str]) -> None:
+    """`recfit compare DIR... [options]` (reads run folders only; never imports torch)."""
+    from recfit.compare.cli import run
+
+    raise SystemExit(run(arguments))
+
+
+COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,12 +29,28 @@ class LossName(str, Enum):
     mse = "mse"
     bce = "bce"
     cross_entropy = "cross_entropy"
+    bpr = "bpr"
 
 
 class ModelName(str, Enum):
     two_tower = "two_tower"
     cross_encoder = "cross_encoder"
     mf = "mf"
+    popularity = "popularity"
+    lr = "lr"
+
+
+class SplitMethod(str, Enum):
+    ratio = "ratio"
+    temporal = "temporal"
+    leave_one_out = "leave_one_out"
+    folds = "folds"
+    cold_item = "cold_item"
+
+
+class Order(str, Enum):
+    random = "random"
+    time = "time"
 
 
 class Modality(str, Enum):
@@ -83,10 +99,22 @@ class BackboneConfig:
 
 @dataclass
 class SplitConfig:
-    val: float = 0.1  # share of each user's interactions (or of rows) for validation
+    method: SplitMethod = SplitMethod.ratio  # ratio | temporal | leave_one_out | folds | cold_item
+    val: float = 0.1  # share for validation (of each user's interactions, of rows, or of items)
     test: float = 0.1  # share for test
+    order: Order = Order.random  # ratio: which interactions go last: random order, or by time
+    per_user: bool = True  # ratio / temporal: cut each user's interactions, or all at once
+    fold: str = "1"  # folds: which predefined test set (MovieLens-100K: 1-5, a, b)
     stratify: bool = False  # split rows keeping label proportions (text classification)
     bootstrap: int = 0  # extra training rows drawn with replacement, as augmentation (0 = off)
+
+
+@dataclass
+class FilterConfig:
+    rating_threshold: float | None = None  # keep only ratings >= this (implicit feedback); null = all
+    k_core_users: int = 0  # drop users with fewer interactions, repeatedly (0 = off)
+    k_core_items: int = 0  # drop items with fewer interactions, repeatedly (0 = off)
+    deduplicate: bool = False  # keep one interaction per (user, item): the latest
 
 
 @dataclass
@@ -94,7 +122,7 @@ class DatasetConfig:
     """Keys every data set has. A data set's own schema adds its reader's arguments."""
 
     _target_: str = MISSING  # the reader: a function returning recfit.data.tables.RecData
-    split: SplitConfig = field(default_factory=SplitConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
     split_seed: int = 0  # seeds the split only, so a seed sweep keeps the same split
     batch_size: int = 64  # training interactions per step
     eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
@@ -120,6 +148,27 @@ class MovieLensDatasetConfig(DatasetConfig):
 
 
 @dataclass
+class MovieLens1MDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.movielens.read_movielens_1m"
+    path: str | None = None  # folder with ratings.dat, movies.dat, users.dat; null = download
+    download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+
+
+@dataclass
+class RecBoleDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.recbole.read_recbole_atomic"
+    path: str = MISSING  # folder holding <name>.inter (and .item, .user)
+    name: str | None = None  # file stem; null = the folder's name
+    text_fields: list[str] | None = None  # item fields joined into the item text; null = title
+
+
+@dataclass
+class AmazonGamesDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.recbole.read_amazon_games"
+    path: str = MISSING  # folder holding Games-6k.item, Games-6k.valid.inter, Games-6k.test.inter
+
+
+@dataclass
 class TextCsvDatasetConfig(DatasetConfig):
     _target_: str = "recfit.data.sources.text_csv.read_text_csv"
     path: str = MISSING  # the CSV file
@@ -140,6 +189,7 @@ class TaskConfig:
     mode: Mode = Mode.max  # whether a higher or lower metric is better
     topk: list[int] = field(default_factory=lambda: [10, 20])  # cut-offs for ranking metrics
     rating_threshold: float = 4.0  # ctr: label = rating >= threshold
+    candidates: str = "full"  # ranking: full (every item) | uniN | popN (N sampled negatives per user)
 
 
 @dataclass
@@ -202,6 +252,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     backbone: BackboneConfig = MISSING
     dataset: DatasetConfig = MISSING
+    split: SplitConfig = MISSING
     task: TaskConfig = MISSING
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
@@ -222,7 +273,11 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "synthetic_schema": SyntheticDatasetConfig,
         "movielens_schema": MovieLensDatasetConfig,
         "text_csv_schema": TextCsvDatasetConfig,
+        "movielens_1m_schema": MovieLens1MDatasetConfig,
+        "recbole_schema": RecBoleDatasetConfig,
+        "amazon_games_schema": AmazonGamesDatasetConfig,
     },
+    "split": {"split_schema": SplitConfig},
     "task": {"task_schema": TaskConfig},
     "model": {"model_schema": ModelConfig},
     "loss": {"loss_schema": LossConfig},

@@ -25,7 +25,7 @@ from recfit.errors import ConfigError
 LOSSES_FOR_TASK: dict[TaskName, tuple[LossName, ...]] = {
     TaskName.rating: (LossName.mse,),
     TaskName.ctr: (LossName.bce,),
-    TaskName.ranking: (LossName.cross_entropy,),
+    TaskName.ranking: (LossName.cross_entropy, LossName.bpr),
     TaskName.text_classification: (LossName.cross_entropy, LossName.mse),
 }
 
@@ -33,17 +33,21 @@ TASKS_FOR_MODEL: dict[ModelName, tuple[TaskName, ...]] = {
     ModelName.two_tower: (TaskName.rating, TaskName.ctr, TaskName.ranking),
     ModelName.mf: (TaskName.rating, TaskName.ctr, TaskName.ranking),
     ModelName.cross_encoder: (TaskName.rating, TaskName.ctr, TaskName.text_classification),
+    ModelName.popularity: (TaskName.ranking,),
+    ModelName.lr: (TaskName.rating, TaskName.ctr),
 }
 
 MODALITIES_FOR_MODEL: dict[ModelName, tuple[Modality, ...]] = {
     ModelName.two_tower: (Modality.text, Modality.image),
     ModelName.mf: (Modality.none,),
     ModelName.cross_encoder: (Modality.text,),
+    ModelName.popularity: (Modality.none,),
+    ModelName.lr: (Modality.none,),
 }
 
-RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
+RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 REGRESSION_METRICS = ("rmse", "mae")
-BINARY_METRICS = ("auc", "logloss", "accuracy", "f1")
+BINARY_METRICS = ("auc", "gauc", "logloss", "accuracy", "f1")
 CLASSIFICATION_METRICS = ("accuracy", "f1")
 
 FREEZE_WORDS = ("none", "all", "embeddings")
@@ -67,15 +71,18 @@ def validate(cfg: DictConfig) -> None:
     modality = cfg.backbone.modality
 
     if loss not in LOSSES_FOR_TASK[task]:
-        allowed = ", ".join(option.value for option in LOSSES_FOR_TASK[task])
+        allowed = " or ".join(option.value for option in LOSSES_FOR_TASK[task])
         raise ConfigError(f"loss '{loss.value}' does not fit task '{task.value}' (use loss={allowed})")
     if task not in TASKS_FOR_MODEL[model]:
         allowed = ", ".join(option.value for option in TASKS_FOR_MODEL[model])
         raise ConfigError(f"model '{model.value}' cannot do task '{task.value}' (it does: {allowed})")
     if modality not in MODALITIES_FOR_MODEL[model]:
-        hint = "backbone=none" if model == ModelName.mf else "a text or image backbone"
-        if model == ModelName.cross_encoder:
-            hint = "a text backbone"
+        wanted = MODALITIES_FOR_MODEL[model]
+        hint = (
+            "backbone=none"
+            if wanted == (Modality.none,)
+            else f"a {' or '.join(m.value for m in wanted)} backbone"
+        )
         raise ConfigError(f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'")
 
     is_text_csv = OmegaConf.get_type(cfg.dataset) is TextCsvDatasetConfig
@@ -91,6 +98,8 @@ def validate(cfg: DictConfig) -> None:
             f"task.metric '{cfg.task.metric}' is not reported for task '{task.value}' "
             f"with loss '{loss.value}' (choose from: {', '.join(known)})"
         )
+    if not re.fullmatch(r"full|(uni|pop)[1-9]\d*", cfg.task.candidates):
+        raise ConfigError(f"task.candidates '{cfg.task.candidates}' must be full, uniN or popN (e.g. uni100)")
     _check_freeze(cfg.backbone.freeze)
     _check_numbers(cfg)
     _check_paths(cfg)
@@ -126,17 +135,20 @@ def _check_freeze(freeze: str) -> None:
 
 
 def _check_numbers(cfg: DictConfig) -> None:
-    split = cfg.dataset.split
+    split = cfg.split
     if not (0 <= split.val < 1 and 0 <= split.test < 1 and split.val + split.test < 1):
         raise ConfigError(
-            f"dataset.split.val ({split.val}) and dataset.split.test ({split.test}) must be in [0, 1) "
+            f"split.val ({split.val}) and split.test ({split.test}) must be in [0, 1) "
             "and leave some training data"
         )
     for key in ("batch_size", "eval_batch_size"):
         if cfg.dataset[key] < 1:
             raise ConfigError(f"dataset.{key} must be at least 1 (got {cfg.dataset[key]})")
-    if cfg.dataset.split.bootstrap < 0:
-        raise ConfigError("dataset.split.bootstrap must be 0 or more")
+    if split.bootstrap < 0:
+        raise ConfigError("split.bootstrap must be 0 or more")
+    for key in ("k_core_users", "k_core_items"):
+        if cfg.dataset.filter[key] < 0:
+            raise ConfigError(f"dataset.filter.{key} must be 0 or more")
     if any(k < 1 for k in cfg.task.topk):
         raise ConfigError(f"task.topk values must be at least 1 (got {list(cfg.task.topk)})")
     if cfg.loss.temperature <= 0:

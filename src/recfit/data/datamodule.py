@@ -25,6 +25,7 @@ class BatchInputs(str, Enum):
 
 
 Content = TextContent | ImageContent
+FULL_RANKING = "full"  # task.candidates: rank every item; otherwise uniN / popN sampled negatives
 
 
 class RowDataset(torch.utils.data.Dataset):
@@ -40,6 +41,25 @@ class RowDataset(torch.utils.data.Dataset):
         return index
 
 
+class NegativeSampler:
+    """Uniform negatives for pairwise losses: items the user never interacted with in training."""
+
+    def __init__(self, train: pd.DataFrame, num_items: int, seed: int) -> None:
+        self.num_items = num_items
+        self.known = np.unique(train[USER].to_numpy() * num_items + train[ITEM].to_numpy())
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        items = self.rng.integers(0, self.num_items, size=len(users))
+        while True:  # redraw the few that hit a known item; users know a small share of the catalogue
+            keys = users * self.num_items + items
+            position = np.searchsorted(self.known, keys).clip(max=len(self.known) - 1)
+            clash = self.known[position] == keys
+            if not clash.any():
+                return items
+            items[clash] = self.rng.integers(0, self.num_items, size=int(clash.sum()))
+
+
 class InteractionCollator:
     """Builds a training / pointwise-evaluation batch from row numbers of one split."""
 
@@ -50,6 +70,7 @@ class InteractionCollator:
         inputs: BatchInputs,
         items: Content | None,
         users: TextContent | None,
+        negatives: NegativeSampler | None = None,
     ) -> None:
         self.users = frame[USER].to_numpy()
         self.items = frame[ITEM].to_numpy()
@@ -57,6 +78,7 @@ class InteractionCollator:
         self.inputs = inputs
         self.item_content = items
         self.user_content = users
+        self.negatives = negatives
 
     def __call__(self, rows: list[int]) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
         index = np.asarray(rows)
@@ -66,10 +88,17 @@ class InteractionCollator:
             "item": torch.as_tensor(items),
             "target": self.targets[index],
         }
+        columns = {"item": items}
+        if self.negatives is not None:
+            columns["negative"] = self.negatives(users)
+            batch["negative"] = torch.as_tensor(columns["negative"])
         if self.inputs == BatchInputs.item_content and self.item_content is not None:
-            unique, inverse = np.unique(items, return_inverse=True)
+            # every distinct item of the batch (positives and negatives) is encoded once
+            unique, inverse = np.unique(np.concatenate(list(columns.values())), return_inverse=True)
+            batch["unique_items"] = torch.as_tensor(unique)
             batch["item_inputs"] = self.item_content.batch(unique)
-            batch["item_index"] = torch.as_tensor(inverse)
+            for offset, name in zip(range(0, len(inverse), len(index)), columns, strict=True):
+                batch[f"{name}_index"] = torch.as_tensor(inverse[offset : offset + len(index)])
         elif self.inputs == BatchInputs.pair_text:
             batch["pair_inputs"] = self.item_content.pair_batch(self.user_content, users, items)
         return batch
@@ -84,29 +113,85 @@ def _padded(groups: list[np.ndarray]) -> torch.Tensor:
     return out
 
 
-class RankingCollator:
-    """Builds a ranking-evaluation batch: users, their held-out items, and the items to mask."""
+def parse_candidates(spec: str) -> tuple[str, int]:
+    """'full' -> ("full", 0); 'uni100' -> ("uni", 100); 'pop100' -> ("pop", 100)."""
+    if spec == FULL_RANKING:
+        return spec, 0
+    kind, count = spec[:3], spec[3:]
+    if kind not in ("uni", "pop") or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"unknown candidates '{spec}' (use full, uniN or popN, e.g. uni100)")
+    return kind, int(count)
 
-    def __init__(self, eval_frame: pd.DataFrame, seen_frame: pd.DataFrame) -> None:
+
+def sample_candidates(
+    users: np.ndarray,
+    targets: list[np.ndarray],
+    seen: list[np.ndarray],
+    popularity: np.ndarray,
+    spec: str,
+    seed: int,
+) -> list[np.ndarray]:
+    """Per user: the held-out items plus N sampled negatives (never seen, never held out).
+
+    uniN draws negatives uniformly, popN in proportion to training popularity. Seeded, so every run
+    with the same split seed ranks against the same candidates.
+    """
+    kind, count = parse_candidates(spec)
+    rng = np.random.default_rng(seed)
+    out = []
+    for target, known in zip(targets, seen, strict=True):
+        allowed = np.ones(len(popularity), dtype=bool)
+        allowed[target] = False
+        allowed[known] = False
+        if kind == "pop":
+            allowed &= popularity > 0  # an item never trained on has no popularity to be drawn by
+        pool = np.flatnonzero(allowed)
+        weights = None if kind == "uni" else popularity[pool] / popularity[pool].sum()
+        negatives = rng.choice(pool, size=min(count, len(pool)), replace=False, p=weights)
+        out.append(np.concatenate([target, np.sort(negatives)]))
+    return out
+
+
+class RankingCollator:
+    """Builds a ranking-evaluation batch: users, their held-out items, and what to exclude or rank."""
+
+    def __init__(
+        self,
+        eval_frame: pd.DataFrame,
+        seen_frame: pd.DataFrame,
+        candidates: str = FULL_RANKING,
+        popularity: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
         targets = eval_frame.groupby(USER)[ITEM].unique()
         seen = seen_frame.groupby(USER)[ITEM].unique()
         self.users = targets.index.to_numpy()
         self.targets = list(targets.to_numpy())
         self.seen = [seen.get(u, np.empty(0, dtype=np.int64)) for u in self.users]
+        self.candidates = None
+        if candidates != FULL_RANKING:
+            self.candidates = sample_candidates(
+                self.users, self.targets, self.seen, popularity, candidates, seed
+            )
 
     def __len__(self) -> int:
         return len(self.users)
 
     def __call__(self, rows: list[int]) -> dict[str, torch.Tensor]:
-        return {
+        batch = {
             "user": torch.as_tensor(self.users[rows]),
             "target_items": _padded([self.targets[r] for r in rows]),
-            "seen_items": _padded([self.seen[r] for r in rows]),
         }
+        if self.candidates is None:
+            batch["seen_items"] = _padded([self.seen[r] for r in rows])
+        else:
+            batch["candidates"] = _padded([self.candidates[r] for r in rows])
+        return batch
 
 
 class RecDataModule(pl.LightningDataModule):
-    """Serves the three splits. Ranking evaluates per user against the whole catalogue."""
+    """Serves the three splits. Ranking evaluates per user against the whole catalogue (or sampled
+    candidates); pairwise losses get one sampled negative item per training row."""
 
     def __init__(
         self,
@@ -120,6 +205,11 @@ class RecDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        negatives: bool = False,
+        candidates: str = FULL_RANKING,
+        seed: int = 0,
+        candidate_seed: int = 0,
+        cold_items: bool = False,
     ) -> None:
         super().__init__()
         self.splits = splits
@@ -132,11 +222,18 @@ class RecDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.candidates = candidates
+        self.candidate_seed = candidate_seed
+        self.cold_items = cold_items
+        self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
+        # one sampler for the whole run: its generator moves on from epoch to epoch
+        self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, inputs: BatchInputs) -> DataLoader:
         frame = getattr(self.splits, split)
+        sampler = self.negative_sampler if split == "train" else None
         collate = InteractionCollator(
-            frame, self.targets[split], inputs, self.item_content, self.user_content
+            frame, self.targets[split], inputs, self.item_content, self.user_content, sampler
         )
         return DataLoader(
             RowDataset(len(frame)),
@@ -149,7 +246,9 @@ class RecDataModule(pl.LightningDataModule):
 
     def _ranking_loader(self, split: str) -> DataLoader:
         seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])
-        collate = RankingCollator(getattr(self.splits, split), seen)
+        collate = RankingCollator(
+            getattr(self.splits, split), seen, self.candidates, self.popularity, self.candidate_seed
+        )
         return DataLoader(
             RowDataset(len(collate)), batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate
         )
@@ -166,6 +265,16 @@ class RecDataModule(pl.LightningDataModule):
         if self.ranking:
             return self._ranking_loader("test")
         return self._loader("test", False, self.eval_batch_size, self.inputs)
+
+    def ranked_items(self, split: str) -> torch.Tensor | None:
+        """Item codes a user's ranking is drawn from in `split`; None = the whole catalogue.
+
+        With a cold-item split the held-out items are ranked among themselves: warm items are not
+        candidates, since no user's held-out interaction can be with one of them.
+        """
+        if not self.cold_items:
+            return None
+        return torch.as_tensor(np.sort(getattr(self.splits, split)[ITEM].unique()))
 
     def item_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         """The whole catalogue in chunks: (item codes, encoded content), for full-ranking evaluation."""

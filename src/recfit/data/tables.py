@@ -20,6 +20,8 @@ class RecData:
     interactions: one row per (user, item) event with dense integer codes in `user` and `item`,
         and optionally `rating` (float), `label` (class code) and `timestamp`.
     item_text / item_images / user_text: item and user content, indexed by code.
+    user_features / item_features: side information for feature-based models (e.g. age, genres);
+        object or category columns are categorical, numeric and bool columns are numeric.
     label_names: class names for `label` (text classification).
     """
 
@@ -31,6 +33,8 @@ class RecData:
     item_images: np.ndarray | None = None  # (num_items, H, W, 3) uint8
     user_text: list[str] | None = None
     label_names: list[str] | None = None
+    user_features: pd.DataFrame | None = None  # one row per user code: categorical or numeric columns
+    item_features: pd.DataFrame | None = None  # one row per item code: categorical or numeric columns
 
     def __post_init__(self) -> None:
         frame = self.interactions

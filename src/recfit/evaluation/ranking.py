@@ -1,53 +1,100 @@
-"""Full-ranking top-K metrics, vectorised over a chunk of users (no per-user Python loop).
+"""Top-K ranking metrics, vectorised over a chunk of users (no per-user Python loop).
 
-Definitions, per user with R >= 1 relevant (held-out) items and a ranked list of the top K:
-- hit@K = 1 if any relevant item is in the top K
-- recall@K = (relevant items in top K) / R
-- precision@K = (relevant items in top K) / K
-- mrr@K = 1 / rank of the first relevant item in the top K (0 if none)
-- ndcg@K = DCG@K / IDCG@K, DCG = sum over hits of 1 / log2(rank + 1), IDCG = the same for min(R, K) hits
-Masked (already seen) items are scored -inf and never ranked above an unseen item.
+Definitions, per user with R >= 1 relevant (held-out) items and the ranked top K list:
+- hit@K       = 1 if any relevant item is in the top K, else 0
+- recall@K    = (relevant items in the top K) / R
+- precision@K = (relevant items in the top K) / K   (K, not the list length, even when K > catalogue)
+- mrr@K       = 1 / rank of the first relevant item in the top K (0 if none)
+- ndcg@K      = DCG@K / IDCG@K, DCG = sum over hits at rank r of 1 / log2(r + 1),
+                IDCG = the same for min(R, K) hits at ranks 1..min(R, K)
+- map@K       = (sum over hits at rank r of precision@r) / min(R, K)   (RecBole's definition)
+Users with no relevant item are not evaluated (they are not in the evaluation batches at all).
+Items already seen (train, and validation when testing) are excluded from the ranking.
+Ties: equal scores are ordered by item code, lower first, so results never depend on the
+hardware or the chunking.
 """
 
 from __future__ import annotations
 
 import torch
 
-
-def mask_items(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Set scores of `items` ([B, M] codes, -1 = padding) to -inf, in place; returns `scores`."""
-    rows, cols = (items >= 0).nonzero(as_tuple=True)
-    scores[rows, items[rows, cols]] = float("-inf")
-    return scores
+ITEM_CHUNK = 65_536  # items scored at once: bounds memory at users x ITEM_CHUNK floats
 
 
-def relevance(items: torch.Tensor, num_items: int) -> torch.Tensor:
-    """[B, M] padded item codes -> [B, num_items] boolean relevance."""
-    target = torch.zeros(items.shape[0], num_items, dtype=torch.bool, device=items.device)
-    rows, cols = (items >= 0).nonzero(as_tuple=True)
-    target[rows, items[rows, cols]] = True
-    return target
+def _stable_top(scores: torch.Tensor, codes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of each row, ties broken by position (then code, since codes ascend along the row)."""
+    order = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]
+    return scores.gather(1, order), codes.gather(1, order)
 
 
-def ranking_metrics(scores: torch.Tensor, target: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:
-    """Per-user values of every ranking metric at every K in `ks`: {"ndcg@10": [B], ...}."""
-    max_k = min(max(ks), scores.shape[1])
-    top = scores.topk(max_k, dim=1).indices
-    hits = target.gather(1, top).float()  # [B, max_k]
-    num_relevant = target.sum(dim=1).float()
-    ranks = torch.arange(1, max_k + 1, device=scores.device, dtype=torch.float32)
+def top_k_items(
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor,
+    exclude: torch.Tensor,
+    k: int,
+    item_chunk: int = ITEM_CHUNK,
+) -> torch.Tensor:
+    """The k best item codes per user by dot product, over the whole catalogue in item chunks.
+
+    exclude: [B, M] item codes never to recommend (-1 = padding). Never materialises more than
+    B x item_chunk scores; the result is identical for any chunk size.
+    """
+    batch = user_vectors.shape[0]
+    k = min(k, item_vectors.shape[0])
+    best_scores = user_vectors.new_empty(batch, 0)
+    best_codes = torch.empty(batch, 0, dtype=torch.long, device=user_vectors.device)
+    for start in range(0, item_vectors.shape[0], item_chunk):
+        chunk = item_vectors[start : start + item_chunk]
+        scores = user_vectors @ chunk.T
+        local = exclude - start
+        rows, cols = ((exclude >= 0) & (local >= 0) & (local < chunk.shape[0])).nonzero(as_tuple=True)
+        scores[rows, local[rows, cols]] = float("-inf")
+        codes = torch.arange(start, start + chunk.shape[0], device=scores.device).expand(batch, -1)
+        # earlier chunks hold lower codes, so concatenating them first keeps ties ordered by code
+        best_scores, best_codes = _stable_top(
+            torch.cat([best_scores, scores], dim=1), torch.cat([best_codes, codes], dim=1), k
+        )
+    return best_codes
+
+
+def top_k_candidates(
+    user_vectors: torch.Tensor, item_vectors: torch.Tensor, candidates: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The k best of each user's own candidate items ([B, C] codes, -1 = padding), for sampled protocols."""
+    valid = candidates >= 0
+    vectors = item_vectors[candidates.clamp(min=0)]  # [B, C, d]
+    scores = (user_vectors[:, None, :] * vectors).sum(-1).masked_fill(~valid, float("-inf"))
+    # sort candidates by code first so that ties fall back to the lower code, as in full ranking
+    codes, position = candidates.masked_fill(~valid, torch.iinfo(torch.long).max).sort(dim=1)
+    return _stable_top(scores.gather(1, position), codes, min(k, candidates.shape[1]))[1]
+
+
+def ranking_metrics(top_items: torch.Tensor, targets: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:
+    """Per-user values of every ranking metric at every K in `ks`: {"ndcg@10": [B], ...}.
+
+    top_items: [B, L] recommended codes, best first (L >= max(ks) unless the catalogue is smaller);
+    targets: [B, T] relevant codes, -1 = padding.
+    """
+    hits = (top_items[:, :, None] == targets[:, None, :]).any(dim=2).float()  # [B, L]
+    num_relevant = (targets >= 0).sum(dim=1).float()
+    length = hits.shape[1]
+    ranks = torch.arange(1, length + 1, device=hits.device, dtype=torch.float32)
     discounts = 1.0 / torch.log2(ranks + 1.0)
     ideal_cumulative = discounts.cumsum(0)
+    precision_at_rank = hits.cumsum(dim=1) / ranks
     out: dict[str, torch.Tensor] = {}
     for k in ks:
-        kk = min(k, max_k)
+        kk = min(k, length)
         hits_k = hits[:, :kk]
         found = hits_k.sum(dim=1)
         first = torch.where(hits_k.any(dim=1), hits_k.argmax(dim=1).float() + 1.0, torch.inf)
-        ideal = ideal_cumulative[(num_relevant.clamp(max=kk) - 1).clamp(min=0).long()]
+        cap = num_relevant.clamp(max=kk)
         out[f"recall@{k}"] = found / num_relevant.clamp(min=1.0)
         out[f"precision@{k}"] = found / k
         out[f"hit@{k}"] = (found > 0).float()
         out[f"mrr@{k}"] = 1.0 / first
-        out[f"ndcg@{k}"] = (hits_k * discounts[:kk]).sum(dim=1) / ideal
+        out[f"ndcg@{k}"] = (hits_k * discounts[:kk]).sum(dim=1) / ideal_cumulative[
+            (cap - 1).clamp(min=0).long()
+        ]
+        out[f"map@{k}"] = (precision_at_rank[:, :kk] * hits_k).sum(dim=1) / cap.clamp(min=1.0)
     return out

@@ -12,9 +12,15 @@ class MatrixFactorization(DotProductRecommender):
     """score(u, i) = p_u . q_i (+ biases); no content, so it cannot score an item it never saw."""
 
     def __init__(
-        self, num_users: int, num_items: int, embedding_dim: int = 64, normalize: bool = False, **_: object
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        normalize: bool = False,
+        biases: bool = False,
+        **_: object,
     ) -> None:
-        super().__init__(num_users, num_items, embedding_dim, normalize)
+        super().__init__(num_users, num_items, embedding_dim, normalize, biases)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         nn.init.normal_(self.item_embedding.weight, std=0.1)
 

@@ -29,9 +29,10 @@ class TwoTower(DotProductRecommender):
         dropout: float = 0.1,
         item_id_embedding: bool = True,
         normalize: bool = False,
+        biases: bool = False,
         **_: object,
     ) -> None:
-        super().__init__(num_users, num_items, embedding_dim, normalize)
+        super().__init__(num_users, num_items, embedding_dim, normalize, biases)
         self.backbone = backbone
         self.projection = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, embedding_dim))
         self.item_embedding = nn.Embedding(num_items, embedding_dim) if item_id_embedding else None

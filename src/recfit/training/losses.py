@@ -36,7 +36,11 @@ def task_loss(
     temperature: float,
     log_frequency: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training loss of one batch. `output` is the model output (scores, logits or (scores, items))."""
+    """The training loss of one batch. `output` is the model's: scores or logits, (scores [B, B], items)
+    for in-batch softmax, or (positive scores, negative scores) for BPR."""
+    if loss == LossName.bpr:
+        positive, negative = output
+        return -F.logsigmoid(positive - negative).mean()
     if task == TaskName.ranking:
         scores, items = output
         return in_batch_softmax(scores, items, temperature, log_frequency)

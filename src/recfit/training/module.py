@@ -14,7 +14,7 @@ from recfit.config.validate import RANKING_METRICS
 from recfit.errors import TrainingDivergedError
 from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
-from recfit.evaluation.ranking import mask_items, ranking_metrics, relevance
+from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
 from recfit.training.losses import task_loss
 from recfit.training.optim import build_optimizer
 
@@ -47,11 +47,18 @@ class RecModule(pl.LightningModule):
         self.num_items = num_items
         self.catalogue_batch_size = catalogue_batch_size
         self.catalogue: torch.Tensor | None = None
+        self.ranked_items: torch.Tensor | None = None
         use_logq = (
             self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
         )
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+        # GAUC needs each row's user as well, so it sits beside the collection
+        self.group_auc = (
+            nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
+            if task.name == TaskName.ctr
+            else None
+        )
         self.test_rows: list[dict[str, torch.Tensor]] = []
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
@@ -66,7 +73,12 @@ class RecModule(pl.LightningModule):
 
     # ---- training -------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        if self.task_name == TaskName.ranking:
+        if self.loss_name == LossName.bpr:
+            users = self.recommender.encode_users(batch["user"])
+            positive = (users * self.recommender.batch_item_vectors(batch, "item")).sum(-1)
+            negative = (users * self.recommender.batch_item_vectors(batch, "negative")).sum(-1)
+            output = (positive, negative)
+        elif self.task_name == TaskName.ranking:
             users = self.recommender.encode_users(batch["user"])
             items = self.recommender.batch_item_vectors(batch)
             output = (users @ items.T, batch["item"])
@@ -91,21 +103,32 @@ class RecModule(pl.LightningModule):
         )
 
     # ---- evaluation -----------------------------------------------------------------------------
-    def _prepare_catalogue(self) -> None:
+    def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
-            batches = self.trainer.datamodule.item_batches(self.catalogue_batch_size)
-            self.catalogue = self.recommender.catalogue_vectors(batches)
+            datamodule = self.trainer.datamodule
+            self.catalogue = self.recommender.catalogue_vectors(
+                datamodule.item_batches(self.catalogue_batch_size)
+            )
+            ranked = datamodule.ranked_items(stage)
+            self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
     def on_validation_epoch_start(self) -> None:
-        self._prepare_catalogue()
+        self._prepare_catalogue("val")
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         metrics = self.metrics[stage]
         if self.task_name == TaskName.ranking:
-            scores = self.recommender.score_catalogue(batch["user"], self.catalogue)
-            mask_items(scores, batch["seen_items"])
-            target = relevance(batch["target_items"], self.num_items)
-            values = ranking_metrics(scores, target, self.topk)
+            users = self.recommender.encode_users(batch["user"])
+            depth = max(self.topk)
+            if "candidates" in batch:
+                top = top_k_candidates(users, self.catalogue, batch["candidates"], depth)
+            elif self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
+                no_exclusions = batch["seen_items"][:, :0]
+                local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
+                top = self.ranked_items[local]
+            else:
+                top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
+            values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
                 metrics[name].update(per_user)
             if stage == "test":
@@ -116,6 +139,7 @@ class RecModule(pl.LightningModule):
         if self.task_name == TaskName.ctr:
             output = torch.sigmoid(output)
             target = target.long()
+            self.group_auc[stage].update(output, target, batch["user"])
         metrics.update(output, target)
         if stage == "test":
             self.test_rows.append(
@@ -124,7 +148,7 @@ class RecModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
-        self._prepare_catalogue()
+        self._prepare_catalogue("test")
 
     def per_user_table(self) -> dict[str, np.ndarray]:
         """Test-split values per user (ranking) or per row (other tasks), for paired significance tests."""
@@ -142,6 +166,9 @@ class RecModule(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         values = self.metrics[stage].compute()
+        if self.group_auc is not None:
+            values["gauc"] = self.group_auc[stage].compute()
+            self.group_auc[stage].reset()
         for name, value in values.items():
             # already synchronised across processes by torchmetrics
             self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))

@@ -17,13 +17,15 @@ from hydra.utils import get_method, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from recfit.config.schema import LossName, Modality, ModelName, TaskName, reader_arguments
-from recfit.data.datamodule import BatchInputs, RecDataModule
+from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName, reader_arguments
+from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
 from recfit.data.encode import ImageContent, TextContent
-from recfit.data.split import split_interactions
+from recfit.data.filters import filter_interactions
+from recfit.data.split import make_splits
 from recfit.data.tables import ITEM, RecData
 from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
+from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training.module import RecModule
@@ -46,6 +48,8 @@ INPUTS_FOR_MODEL = {
     ModelName.mf: BatchInputs.ids,
     ModelName.two_tower: BatchInputs.item_content,
     ModelName.cross_encoder: BatchInputs.pair_text,
+    ModelName.popularity: BatchInputs.ids,
+    ModelName.lr: BatchInputs.ids,
 }
 CHECKPOINT_DIR = "checkpoints"
 
@@ -112,15 +116,47 @@ def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
     return torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
 
-def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
+@dataclass
+class Built:
+    """What `build` hands to the Trainer, plus what the run record reports about the data."""
+
+    module: RecModule
+    datamodule: RecDataModule
+    data: RecData
+    protocol: str
+
+
+def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
+    if cfg.task.name != TaskName.ranking:
+        return "pointwise metrics on the held-out interactions"
+    if cfg.split.method == SplitMethod.cold_item:
+        return "held-out cold items ranked among themselves"
+    if cfg.task.candidates == FULL_RANKING:
+        return f"full ranking over all {num_items:,} items, seen items masked"
+    kind, count = parse_candidates(cfg.task.candidates)
+    how = "uniformly" if kind == "uni" else "by popularity"
+    return f"ranking among {count} negatives sampled {how} per user (not comparable with full ranking)"
+
+
+def build(cfg: DictConfig) -> Built:
     """Everything a Trainer needs, from a validated config."""
-    data = read_dataset(cfg.dataset)
-    log.info(data.summary())
-    split = cfg.dataset.split
-    splits = split_interactions(
-        data.interactions, split.val, split.test, cfg.dataset.split_seed, split.stratify, split.bootstrap
+    data, filtered = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
+    log.info("%s (%s)", data.summary(), filtered)
+    split = cfg.split
+    splits = make_splits(
+        data,
+        split.method.value,
+        val=split.val,
+        test=split.test,
+        seed=cfg.dataset.split_seed,
+        order=split.order.value,
+        per_user=split.per_user,
+        fold=split.fold,
+        stratify=split.stratify,
+        bootstrap=split.bootstrap,
     )
-    log.info("split (seed %d): %s", cfg.dataset.split_seed, splits.sizes())
+    protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items)}"
+    log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name
     targets = {
         name: targets_for(getattr(splits, name), task, loss, cfg.task.rating_threshold)
@@ -134,22 +170,31 @@ def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
         num_users=data.num_users,
         num_items=data.num_items,
         num_outputs=num_outputs,
-        normalize=task == TaskName.ranking,
+        normalize=task == TaskName.ranking and loss == LossName.cross_entropy,
+        biases=task in (TaskName.rating, TaskName.ctr),
+        user_features=data.user_features,
+        item_features=data.item_features,
     )
     recommender.set_output_offset(_output_offset(task, loss, targets["train"]))
+    if isinstance(recommender, Popularity):
+        recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
-    inputs = INPUTS_FOR_MODEL[cfg.model.name]
     datamodule = RecDataModule(
         splits,
         targets,
         num_items=data.num_items,
-        inputs=inputs,
+        inputs=INPUTS_FOR_MODEL[cfg.model.name],
         ranking=task == TaskName.ranking,
         item_content=item_content,
         user_content=user_content,
         batch_size=cfg.dataset.batch_size,
         eval_batch_size=cfg.dataset.eval_batch_size,
         num_workers=cfg.dataset.num_workers,
+        negatives=loss == LossName.bpr,
+        candidates=cfg.task.candidates,
+        seed=cfg.seed,
+        candidate_seed=cfg.dataset.split_seed,
+        cold_items=split.method == SplitMethod.cold_item,
     )
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
@@ -166,13 +211,15 @@ def build(cfg: DictConfig) -> tuple[RecModule, RecDataModule, RecData]:
         catalogue_batch_size=cfg.dataset.eval_batch_size,
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
     )
-    return module, datamodule, data
+    return Built(module, datamodule, data, protocol)
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module, datamodule, data = build(cfg)
-    record["data"] = data.summary()
+    built = build(cfg)
+    module, datamodule = built.module, built.datamodule
+    record["data"] = built.data.summary()
+    record["protocol"] = built.protocol
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
@@ -196,7 +243,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir)
     )
-    trainer.fit(module, datamodule=datamodule)
+    if record["parameters"]["trainable"]:
+        trainer.fit(module, datamodule=datamodule)
+    else:
+        log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}

@@ -1,0 +1,529 @@
+"""`recfit compare` on run folders written by the tests (known values) and on two real training runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from recfit.compare.cli import run
+from recfit.compare.plots import use_log_axis
+from recfit.compare.significance import bootstrap_mean_cis, holm_adjust
+
+RUN_COMMAND = "import sys; from recfit.compare.cli import run; sys.exit(run(sys.argv[1:]))"
+USERS = 200
+BASE_NDCG = np.random.default_rng(0).uniform(0.1, 0.5, USERS)  # every run's users share this base
+SWEEP = "sweeps/exp/2026-01-01_10-00-00_000000"
+# job number -> (head_lr, seed, val/ndcg@10, true effect on per-user test ndcg@10)
+JOBS = {
+    0: (0.001, 1, 0.20, 0.0),
+    1: (0.001, 2, 0.22, 0.0),
+    2: (0.01, 1, 0.30, 0.02),
+    3: (0.01, 2, 0.34, 0.02),
+    4: (0.1, 1, 0.25, 0.001),
+    5: (0.1, 2, 0.25, 0.001),
+}
+
+
+def write_run(
+    folder: Path,
+    *,
+    status: str = "completed",
+    seed: int = 0,
+    metrics: dict | None = None,
+    config: dict | None = None,
+    overrides: list[str] | None = None,
+    per_user: pd.DataFrame | None = None,
+    curve: list[float] | None = None,
+    monitor: str = "val/ndcg@10",
+    mode: str = "max",
+    task: str = "ranking",
+) -> Path:
+    """A run folder as `recfit train` writes it; pass config=None to leave .hydra out (a broken folder)."""
+    folder.mkdir(parents=True)
+    summary = {
+        "status": status,
+        "experiment": "exp",
+        "task": task,
+        "monitor": monitor,
+        "mode": mode,
+        "seed": seed,
+        "metrics": metrics or {},
+        "error": "boom" if status == "failed" else None,
+        "started_at": "2026-01-01T10:00:00+00:00",
+        "run_dir": str(folder),
+        "data": "synthetic",
+        "parameters": {"total": 10, "trainable": 5},
+        "best_checkpoint": None,
+    }
+    if status != "running":
+        summary.update(finished_at="2026-01-01T10:01:00+00:00", duration_s=60.0 + seed)
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    if config is not None:
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides or []))
+    if curve is not None:
+        rows = [
+            {"epoch": epoch, "step": 10 * epoch + 9, "train/loss_step": 1.0 / (epoch + 1)}
+            for epoch in range(2)
+        ]
+        rows += [
+            {"epoch": epoch, "step": 10 * epoch + 9, monitor: value} for epoch, value in enumerate(curve)
+        ]
+        pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+    if per_user is not None:
+        per_user.to_parquet(folder / "per_user.parquet", index=False)
+    return folder
+
+
+def ranking_per_user(job: int, effect: float) -> pd.DataFrame:
+    noise = np.random.default_rng(100 + job).normal(0, 0.05, USERS)
+    return pd.DataFrame({"user": np.arange(USERS), "ndcg@10": BASE_NDCG + effect + noise})
+
+
+def sweep_config(lr: float, seed: int, folder: Path, job: int) -> dict:
+    return {
+        "experiment_name": "exp",
+        "seed": seed,
+        "run_dir": str(folder),
+        "paths": {"output_dir": str(folder), "data_dir": "data"},
+        "hydra": {"job": {"num": job}},
+        "backbone": {"name_or_path": "tiny", "pretrained": False, "config_overrides": {"hidden_size": 32}},
+        "optimizer": {"head_lr": lr, "backbone_lr": 5e-5, "extra": {}},
+        "task": {"name": "ranking", "metric": "ndcg@10", "topk": [10, 20]},
+        "trainer": {"max_epochs": 2, "deterministic": True},
+        "logger": {"csv": {"save_dir": f"/logs/2026-01-0{seed}_10-00-0{job}"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    """Six completed sweep jobs (3 learning rates x 2 seeds), one failed, one running, one broken run."""
+    root = tmp_path_factory.mktemp("outputs")
+    (root / SWEEP).mkdir(parents=True)
+    (root / SWEEP / "multirun.yaml").write_text("hydra: {}\n")
+    (root / SWEEP / "sweep_summary.csv").write_text("job,status\n0,completed\n")
+    for job, (lr, seed, val, effect) in JOBS.items():
+        folder = root / SWEEP / str(job)
+        per_user = ranking_per_user(job, effect)
+        write_run(
+            folder,
+            seed=seed,
+            metrics={
+                "val/ndcg@10": val,
+                "test/ndcg@10": float(per_user["ndcg@10"].mean()),
+                "test/recall@10": 0.5,
+            },
+            config=sweep_config(lr, seed, folder, job),
+            overrides=["backbone=tiny_bert", f"optimizer.head_lr={lr}", f"seed={seed}"],
+            per_user=per_user,
+            curve=[val - 0.05, val],
+        )
+    runs = root / "runs" / "exp"
+    for number, status, seed in ((1, "failed", 3), (2, "running", 4)):
+        folder = runs / f"2026-01-02_10-00-00_00000{number}"
+        write_run(
+            folder,
+            status=status,
+            seed=seed,
+            metrics={"val/ndcg@10": 0.9} if status == "running" else {},
+            config=sweep_config(0.001, seed, folder, 0),
+            overrides=["backbone=tiny_bert", "optimizer.head_lr=0.001", f"seed={seed}"],
+            curve=[0.1] if status == "running" else None,
+        )
+    write_run(runs / "2026-01-02_10-00-00_000003", seed=5, metrics={"val/ndcg@10": 0.1, "test/ndcg@10": 0.1})
+    return root
+
+
+def compare(*arguments: str | Path) -> tuple[int, str, str]:
+    """`recfit compare` in this process; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = run([str(argument) for argument in arguments])
+    finally:
+        sys.stdout, sys.stderr = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+def compare_json(*arguments: str | Path) -> dict:
+    code, out, err = compare(*arguments, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def rows_by_label(payload: dict, label: str = "run") -> dict[str, dict]:
+    return {row[label]: row for row in payload["rows"]}
+
+
+def test_one_row_per_run_with_only_the_keys_that_differ(outputs):
+    rows = compare_json(outputs)["rows"]
+    assert len(rows) == 9  # 6 sweep jobs + failed + running + broken; multirun.yaml is no run
+    assert list(rows[0]) == [
+        "run", "optimizer.head_lr", "val/ndcg@10", "test/ndcg@10", "status", "duration_s", "seed", "path"
+    ]  # fmt: skip
+    by_label = rows_by_label({"rows": rows})
+    job = by_label[f"{SWEEP}/3"]
+    assert job["optimizer.head_lr"] == "0.01"
+    assert job["val/ndcg@10"] == pytest.approx(0.34)
+    assert job["test/ndcg@10"] == pytest.approx(ranking_per_user(3, 0.02)["ndcg@10"].mean())
+    assert job["seed"] == 2 and job["duration_s"] == pytest.approx(62.0)
+
+
+def test_failed_running_and_broken_runs_are_listed_with_blank_metrics(outputs):
+    payload = compare_json(outputs)
+    rows = rows_by_label(payload)
+    assert rows["runs/exp/2026-01-02_10-00-00_000001"]["status"] == "failed"
+    running = rows["runs/exp/2026-01-02_10-00-00_000002"]
+    assert running["status"] == "running" and running["val/ndcg@10"] is None  # 0.9 mid-run: not shown
+    broken = rows["runs/exp/2026-01-02_10-00-00_000003"]
+    assert broken["status"] == "completed" and broken["optimizer.head_lr"] is None
+    assert broken["val/ndcg@10"] == pytest.approx(0.1)
+    assert any("config.yaml missing" in note for note in payload["notes"])
+
+
+def test_an_unreadable_metrics_json_is_listed_not_dropped(tmp_path):
+    write_run(tmp_path / "good", metrics={"val/ndcg@10": 0.3}, config={"seed": 0})
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "metrics.json").write_text('{"status": "comp')
+    payload = compare_json(tmp_path)
+    assert {row["run"]: row["status"] for row in payload["rows"]} == {
+        "good": "completed",
+        "torn": "unreadable",
+    }
+    assert any("metrics.json unreadable" in note for note in payload["notes"])
+
+
+def test_metric_option_picks_columns_and_rejects_unknown_names(outputs):
+    rows = compare_json(outputs, "--metric", "test/recall@10,test/ndcg@10")["rows"]
+    assert [column for column in rows[0] if "/" in column] == ["test/recall@10", "test/ndcg@10"]
+    rows = compare_json(outputs, "--metric", "ndcg@10")["rows"]  # a bare name: val/ and test/
+    assert [column for column in rows[0] if "/" in column] == ["val/ndcg@10", "test/ndcg@10"]
+    code, _, err = compare(outputs, "--metric", "test/ndcg@11")
+    assert (
+        code == 2 and err == "recfit: error: unknown metric 'test/ndcg@11' (did you mean 'test/ndcg@10'?)\n"
+    )
+
+
+def test_sort_follows_the_mode_and_puts_blank_rows_last(outputs):
+    rows = compare_json(outputs, "--sort", "val/ndcg@10")["rows"]
+    values = [row["val/ndcg@10"] for row in rows]
+    assert values[:7] == sorted(values[:7], reverse=True) and values[0] == pytest.approx(0.34)
+    assert values[7:] == [None, None]
+    rows = compare_json(outputs, "--sort", "val/ndcg@10", "--ascending")["rows"]
+    assert rows[0]["val/ndcg@10"] == pytest.approx(0.1) and rows[-1]["val/ndcg@10"] is None
+
+
+def test_filter_matches_text_numbers_and_status(outputs):
+    rows = compare_json(outputs, "--filter", "optimizer.head_lr=1e-2")["rows"]
+    assert sorted(row["seed"] for row in rows) == [1, 2]
+    assert "optimizer.head_lr" not in rows[0]  # the same in every run left: no longer a differing key
+    rows = compare_json(outputs, "--filter", "status=completed", "--filter", "seed=1")["rows"]
+    assert len(rows) == 3
+    rows = compare_json(outputs, "--filter", "status!=completed")["rows"]
+    assert sorted(row["status"] for row in rows) == ["failed", "running"]
+
+
+def test_group_by_gives_mean_sample_std_and_n(outputs):
+    payload = compare_json(outputs, "--group-by", "optimizer.head_lr")
+    groups = rows_by_label(payload, "group")
+    assert set(groups) == {f"optimizer.head_lr={value}" for value in ("0.001", "0.01", "0.1", "(unset)")}
+    low = groups["optimizer.head_lr=0.001"]
+    assert low["n"] == 2 and low["status"] == "2 completed, 1 failed, 1 running"
+    assert low["val/ndcg@10"] == pytest.approx(0.21)
+    assert low["val/ndcg@10 std"] == pytest.approx(np.std([0.20, 0.22], ddof=1))
+    assert low["seeds"] == "1,2,3,4"
+    assert groups["optimizer.head_lr=0.01"]["val/ndcg@10 std"] == pytest.approx(np.std([0.30, 0.34], ddof=1))
+    assert groups["optimizer.head_lr=0.1"]["val/ndcg@10 std"] == pytest.approx(0.0)
+    single = groups["optimizer.head_lr=(unset)"]
+    assert single["n"] == 1 and single["val/ndcg@10 std"] is None  # n=1: no sample std
+    code, out, _ = compare(outputs, "--group-by", "optimizer.head_lr", "--format", "markdown")
+    assert code == 0 and "| 0.2100 ± 0.0141 |" in out and "| 0.1000 |" in out
+
+
+def test_best_picks_the_best_run_or_group(outputs):
+    rows = compare_json(outputs, "--best")["rows"]
+    assert [row["run"] for row in rows] == [f"{SWEEP}/3"]
+    rows = compare_json(outputs, "--best", "--group-by", "optimizer.head_lr")["rows"]
+    assert [row["group"] for row in rows] == ["optimizer.head_lr=0.01"]
+    rows = compare_json(outputs, "--best", "--sort", "val/ndcg@10", "--ascending")["rows"]
+    assert [row["run"] for row in rows] == ["runs/exp/2026-01-02_10-00-00_000003"]
+
+
+def test_run_baseline_matches_scipy_paired_t_test(outputs):
+    payload = compare_json(outputs, "--baseline", outputs / SWEEP / "0", "--metric", "test/ndcg@10")
+    rows = rows_by_label(payload)
+    base, other = ranking_per_user(0, 0.0)["ndcg@10"], ranking_per_user(2, 0.02)["ndcg@10"]
+    expected = stats.ttest_rel(other, base).pvalue
+    row = rows[f"{SWEEP}/2"]
+    assert row["p"] == pytest.approx(expected, rel=1e-9)
+    assert row["delta"] == pytest.approx((other - base).mean())
+    assert row["pairs"] == USERS
+    assert rows[f"{SWEEP}/0"]["sig"] == "baseline"
+    assert rows["runs/exp/2026-01-02_10-00-00_000001"]["p"] is None  # failed: not tested
+    compared = [row for row in payload["rows"] if row["p"] is not None]
+    assert len(compared) == 5  # the broken run has no per_user.parquet: a note, not an error
+    p_holm = holm_adjust([row["p"] for row in compared])
+    assert [row["p_holm"] for row in compared] == pytest.approx(list(p_holm))
+    assert any("2026-01-02_10-00-00_000003: not compared" in note for note in payload["notes"])
+    # the timestamp folder name alone names the run as well
+    again = compare_json(outputs, "--baseline", "0", "--metric", "test/ndcg@10")
+    assert again["baseline"] == f"{SWEEP}/0"
+
+
+def test_group_baseline_averages_seeds_per_user_then_pairs(outputs):
+    arguments = [outputs, "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]
+    payload = compare_json(*arguments, "--filter", "optimizer.head_lr!=(unset)")
+    groups = rows_by_label(payload, "group")
+    assert len(groups) == 3  # the broken run, without a config, is filtered out
+    base = (ranking_per_user(0, 0.0)["ndcg@10"] + ranking_per_user(1, 0.0)["ndcg@10"]) / 2
+    better = (ranking_per_user(2, 0.02)["ndcg@10"] + ranking_per_user(3, 0.02)["ndcg@10"]) / 2
+    row = groups["optimizer.head_lr=0.01"]
+    assert row["p"] == pytest.approx(stats.ttest_rel(better, base).pvalue, rel=1e-9)
+    assert row["ci_low"] < 0.02 < row["ci_high"]  # contains the true difference
+    assert row["ci_low"] < (better - base).mean() < row["ci_high"]
+    assert row["sig"] == "*"
+    assert groups["optimizer.head_lr=0.1"]["sig"] == ""  # a true effect of 0.001: too small to see
+    assert compare_json(*arguments)["rows"] != []
+    assert compare_json(*arguments) == compare_json(*arguments)  # the bootstrap is seeded
+    code, out, _ = compare(*arguments, "--format", "csv")
+    assert code == 0 and "*" in pd.read_csv(io.StringIO(out))["sig"].tolist()
+
+
+def test_holm_against_a_hand_computed_example():
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = holm_adjust([0.5, np.nan, 0.3])
+    assert adjusted[0] == pytest.approx(0.6) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.6)
+    assert holm_adjust([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped
+    assert holm_adjust([]).size == 0
+
+
+def test_bootstrap_ci_is_deterministic_and_covers_the_mean():
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0.0, 1.0, 400)
+    differences = 0.1 + noise - noise.mean()  # sample mean exactly 0.1
+    low, high = bootstrap_mean_cis([differences], resamples=4000, seed=3)[0]
+    assert low < 0.1 < high
+    standard_error = differences.std(ddof=1) / np.sqrt(400)
+    assert high - low == pytest.approx(2 * 1.96 * standard_error, rel=0.1)
+    together = bootstrap_mean_cis([differences, rng.normal(size=400), np.array([])], resamples=4000, seed=3)
+    assert together[0] == pytest.approx([low, high])  # a CI does not depend on the other rows
+    assert np.isnan(together[2]).all()
+    assert np.array_equal(bootstrap_mean_cis([differences], resamples=4000, seed=3)[0], [low, high])
+    assert not np.allclose(bootstrap_mean_cis([differences], resamples=4000, seed=4)[0], [low, high])
+    # over many data sets with a true mean difference of 0.1, about 95% of the intervals hold it
+    samples = rng.normal(0.1, 1.0, (300, 200))
+    intervals = bootstrap_mean_cis(list(samples), resamples=2000, seed=0)
+    coverage = np.mean((intervals[:, 0] < 0.1) & (intervals[:, 1] > 0.1))
+    assert 0.90 <= coverage <= 0.99
+
+
+def test_rating_runs_pair_on_user_item_rows_and_group_by_override_choices(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"user": np.repeat(np.arange(50), 4), "item": np.tile(np.arange(4), 50)})
+    target = rng.uniform(1, 5, len(rows))
+    errors = {"mf": rng.normal(0, 1.0, len(rows)), "two_tower": rng.normal(0, 0.6, len(rows))}
+    for model, error in errors.items():
+        prediction = target + error
+        per_user = rows.assign(
+            target=target, prediction=prediction, squared_error=error**2, abs_error=abs(error)
+        )
+        if model == "two_tower":  # one row fewer and shuffled: the join is on (user, item), not position
+            per_user = per_user.iloc[1:].sample(frac=1.0, random_state=0)
+        rmse = float(np.sqrt((error**2).mean()))
+        write_run(
+            tmp_path / model,
+            metrics={"val/rmse": rmse, "test/rmse": rmse, "test/mae": float(abs(error).mean())},
+            config={"model": {"embedding_dim": 8}, "seed": 0},
+            overrides=[f"model={model}", "task=rating"],
+            per_user=per_user,
+            monitor="val/rmse",
+            mode="min",
+            task="rating",
+        )
+    payload = compare_json(tmp_path, "--group-by", "model", "--baseline", "model=mf", "--sort", "test/rmse")
+    assert [row["group"] for row in payload["rows"]] == ["model=two_tower", "model=mf"]  # lower rmse first
+    assert payload["paired_on"] == "squared_error"
+    expected = stats.ttest_rel(errors["two_tower"][1:] ** 2, errors["mf"][1:] ** 2).pvalue
+    row = payload["rows"][0]
+    assert row["pairs"] == len(rows) - 1 and row["p"] == pytest.approx(expected, rel=1e-9)
+    code, _, err = compare(tmp_path, "--metric", "test/mae", "--baseline", "mf")
+    assert code == 0, err
+    (tmp_path / "mf" / "metrics.json").write_text(
+        (tmp_path / "mf" / "metrics.json").read_text().replace('"test/mae"', '"test/auc"')
+    )
+    code, _, err = compare(tmp_path, "--metric", "test/auc", "--baseline", "mf")
+    assert code == 2 and err.startswith("recfit: error: test/auc is not an average over users")
+
+
+def test_every_output_format_parses_back(outputs, tmp_path):
+    arguments = [outputs, "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]
+    for suffix in ("json", "csv", "md", "tex", "txt"):
+        code, out, err = compare(*arguments, "--output", tmp_path / f"table.{suffix}")
+        assert code == 0 and out == "" and err == f"wrote {tmp_path / f'table.{suffix}'}\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "table.csv", "table.json", "table.md", "table.tex", "table.txt"
+    ]  # fmt: skip # no temporary files left behind
+    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert len(table) == len(rows) == 4
+    assert table["val/ndcg@10"].tolist() == pytest.approx([row["val/ndcg@10"] for row in rows])
+    markdown = (tmp_path / "table.md").read_text().splitlines()
+    header = next(line for line in markdown if line.startswith("| group |"))
+    assert "val/ndcg@10" in header and "p_holm" in header and "95% CI" in header
+    assert markdown[markdown.index(header) + 1].startswith("|---|")
+    latex = (tmp_path / "table.tex").read_text()
+    assert r"\begin{tabular}" in latex and r"\end{tabular}" in latex and r"$\pm$" in latex
+    assert r"optimizer.head\_lr=0.001" in latex
+    assert "optimizer.head_lr=0.01" in (tmp_path / "table.txt").read_text()
+    code, out, _ = compare(outputs, "--format", "csv")
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 9
+
+
+def test_plots_are_png_files_of_the_expected_size(outputs, tmp_path):
+    from matplotlib.image import imread
+
+    code, _, err = compare(
+        outputs,
+        "--group-by",
+        "optimizer.head_lr",
+        "--plot",
+        tmp_path / "bars.png",
+        "--plot-curves",
+        tmp_path / "curves.png",
+        "--plot-param",
+        "optimizer.head_lr",
+        tmp_path / "lr.png",
+    )
+    assert code == 0, err
+    for name in ("bars.png", "curves.png", "lr.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert imread(tmp_path / name).shape[:2] == (500, 800)
+    code, _, err = compare(
+        outputs, "--plot", tmp_path / "runs.png", "--plot-param", "seed", tmp_path / "seed.png"
+    )
+    assert code == 0, err
+    assert imread(tmp_path / "runs.png").shape[:2] == (500, 800)
+    code, _, err = compare(outputs, "--plot-param", "trainer.deterministic", tmp_path / "x.png")
+    assert code == 2 and "has no numeric value" in err
+
+
+def test_log_axis_for_learning_rates_and_wide_ranges():
+    assert use_log_axis("optimizer.head_lr", pd.Series([0.001, 0.002]))
+    assert use_log_axis("dataset.batch_size", pd.Series([1.0, 1000.0]))
+    assert not use_log_axis("dataset.batch_size", pd.Series([16.0, 256.0]))
+    assert not use_log_axis("model.dropout", pd.Series([0.0, 0.5]))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["{empty}"], "no run folders (folders with metrics.json) under"),
+        (["{missing}"], "no such folder"),
+        (["{outputs}", "--metric", "test/nope"], "unknown metric 'test/nope'"),
+        (["{outputs}", "--baseline", "no-such-run"], "unknown baseline 'no-such-run'"),
+        (["{outputs}", "--group-by", "optimizer.head_lr", "--baseline", "x=1"], "unknown baseline 'x=1'"),
+        (["{outputs}", "--filter", "optimizer.head_lr"], "bad --filter 'optimizer.head_lr'"),
+        (["{outputs}", "--filter", "optimizer.head_rl=1"], "did you mean 'optimizer.head_lr'"),
+        (["{outputs}", "--filter", "seed=99"], "no run matches --filter seed=99"),
+        (["{outputs}", "--group-by", "nope"], "unknown --group-by key 'nope'"),
+        (["{outputs}", "--format", "xml"], "argument --format: invalid choice"),
+        (["{outputs}", "--output", "{missing}/table.json"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(outputs, tmp_path, arguments, expected):
+    (tmp_path / "empty").mkdir()
+    places = {"outputs": outputs, "empty": tmp_path / "empty", "missing": tmp_path / "missing"}
+    code, out, err = compare(*(argument.format(**places) for argument in arguments))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("recfit: error: ") and expected in err, err
+
+
+def test_help_documents_every_option():
+    code, out, _ = compare("--help")
+    assert code == 0
+    for option in ("--metric", "--sort", "--ascending", "--filter", "--group-by", "--best", "--baseline"):
+        assert option in out
+    for option in ("--format", "--output", "--plot ", "--plot-curves", "--plot-param KEY FILE.png"):
+        assert option in out
+
+
+def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
+    command = [sys.executable, "-c", RUN_COMMAND]
+    result = subprocess.run([*command, str(outputs), "--format", "json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["rows"]) == 9
+    result = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("recfit: error: no run folders")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    # a fresh interpreter: compare, with every feature that imports something, loads no heavy library
+    script = (
+        "import sys; from recfit.compare.cli import run; "
+        "code = run(sys.argv[1:]); heavy = ('torch', 'transformers', 'lightning', 'hydra', 'omegaconf'); "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or "
+        "(m.startswith('recfit.') and not m.startswith('recfit.compare') and m != 'recfit.errors')]; "
+        "print(code, loaded)"
+    )
+    arguments = [str(outputs), "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]
+    arguments += [
+        "--plot",
+        str(tmp_path / "a.png"),
+        "--plot-curves",
+        str(tmp_path / "b.png"),
+        "--format",
+        "latex",
+    ]
+    result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_real_runs(tmp_path_factory) -> Path:
+    """Two one-epoch tiny-BERT runs that differ only in their seed."""
+    outputs = tmp_path_factory.mktemp("real")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for seed in (1, 2):
+        result = subprocess.run(
+            [sys.executable, "-m", "recfit", "train", "backbone=tiny_bert", "trainer.max_epochs=1"]
+            + ["trainer.enable_progress_bar=false", f"seed={seed}", f"paths.output_dir={outputs}"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    return outputs
+
+
+@pytest.mark.slow
+def test_compare_two_real_training_runs(two_real_runs, tmp_path):
+    folders = sorted((two_real_runs / "runs" / "quickstart").iterdir())
+    assert len(folders) == 2
+    payload = compare_json(two_real_runs, "--metric", "test/ndcg@10", "--baseline", folders[0])
+    rows = rows_by_label(payload)
+    assert list(rows[folders[1].name]) == [
+        "run", "test/ndcg@10", "delta", "ci_low", "ci_high", "p", "p_holm", "sig", "pairs",
+        "status", "duration_s", "seed", "path"
+    ]  # fmt: skip # the config key seed differs, and is shown once, in its own column
+    first, second = (pd.read_parquet(folder / "per_user.parquet") for folder in folders)
+    paired = first.merge(second, on="user", suffixes=("_base", "_row"))
+    row = rows[folders[1].name]
+    assert row["pairs"] == len(paired)
+    assert row["delta"] == pytest.approx((paired["ndcg@10_row"] - paired["ndcg@10_base"]).mean(), abs=1e-6)
+    expected = stats.ttest_rel(paired["ndcg@10_row"], paired["ndcg@10_base"]).pvalue
+    assert row["p"] == pytest.approx(expected, rel=1e-6, nan_ok=True)
+    assert rows[folders[0].name]["sig"] == "baseline"
+    code, _, err = compare(two_real_runs, "--plot-curves", tmp_path / "curves.png")
+    assert code == 0, err
