@@ -10,6 +10,8 @@ commands:
   train     fine-tune and evaluate (a Hydra app: recfit train --help lists the config groups)
   sweep     sweep resume SWEEP_DIR [key=value ...]: re-run only the failed or missing jobs
   compare   compare DIR... [options]: one table of runs, mean +- std, paired significance, plots
+  validate  validate [key=value ...] [-m]: compose and check a run, or every job of a sweep; load nothing
+  rerun     rerun RUN_DIR [key=value ...]: run again from a run folder's overrides, into a new folder
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
@@ -90,7 +92,48 @@ def _compare(arguments: list[str]) -> None:
     raise SystemExit(run(arguments))
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare}
+def _validate(arguments: list[str]) -> None:
+    """`recfit validate [overrides] [-m]`: the checks `train` makes before it starts, and nothing else."""
+    from recfit.config import compose, validate
+    from recfit.config.sweep import is_search_sweep, validate_sweep
+    from recfit.errors import RecfitError
+
+    overrides = [a for a in arguments if a not in MULTIRUN_FLAGS]
+    try:
+        if len(overrides) < len(arguments):
+            if is_search_sweep(overrides):
+                _fail("an Optuna search's trials are only known as it runs; validate a single trial instead")
+            print(f"ok: all {validate_sweep(overrides)} jobs of the sweep are valid")
+        else:
+            validate(compose(overrides))
+            print("ok: the run is valid")
+    except RecfitError as error:
+        _fail(str(error))
+
+
+def _rerun(arguments: list[str]) -> None:
+    """`recfit rerun RUN_DIR [overrides]`: the saved overrides, then the new ones, into a new run folder."""
+    from pathlib import Path
+
+    from recfit.config.rerun import saved_overrides
+    from recfit.errors import RecfitError
+
+    if not arguments:
+        _fail("usage: recfit rerun RUN_DIR [key=value ...]")
+    try:
+        overrides = saved_overrides(Path(arguments[0]))
+    except RecfitError as error:
+        _fail(str(error))
+    _train([*overrides, *arguments[1:]])
+
+
+COMMANDS = {
+    "train": _train,
+    "sweep": _sweep,
+    "compare": _compare,
+    "validate": _validate,
+    "rerun": _rerun,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ from recfit.models.backbone import load_backbone
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
+from recfit.training import run_info
 from recfit.training.module import RecModule
 from recfit.training.run_folder import (
     METRICS_FILE,
@@ -219,6 +220,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     built = build(cfg)
     module, datamodule = built.module, built.datamodule
     record["data"] = built.data.summary()
+    record["data_sha256"] = run_info.data_fingerprint(built.data)
     record["protocol"] = built.protocol
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
@@ -265,9 +267,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
 
 
 def train(cfg: DictConfig, run_dir: Path) -> RunResult:
-    """Run one training job into `run_dir`; metrics.json says how it ended, whatever happens."""
+    """Run one training job into `run_dir`; metrics.json and run_info.json say how it ended, always."""
     started = time.time()
     record = new_record(cfg, run_dir)
+    info = run_info.collect(cfg)
     path = run_dir / METRICS_FILE
     write_json_atomic(path, record)
     try:
@@ -283,4 +286,9 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
         record["finished_at"] = now_iso()
         record["duration_s"] = round(time.time() - started, 3)
         write_json_atomic(path, record)
+        outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
+        write_json_atomic(
+            run_dir / run_info.RUN_INFO_FILE,
+            {**info, "data": record.get("data"), "data_sha256": record.get("data_sha256"), **outcome},
+        )
     return RunResult(record["status"], record["metrics"], run_dir, record)
