@@ -66,8 +66,8 @@ def test_rerun_refuses_a_folder_that_names_foreign_code(tmp_path):
                             text=True, cwd=REPO)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"recfit: error: refusing to rerun: {hydra / 'overrides.yaml'} points model._target_ at untrusted code "
-        "'os.system'"
+        f"recfit: error: refusing to rerun: {hydra / 'overrides.yaml'} points model._target_ at "
+        "untrusted code 'os.system'"
     )
 
 
@@ -81,6 +81,6 @@ def test_validate_checks_a_run_or_every_job_without_loading_torch():
                          "model=mf"], capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert "sweep job 0 (seed=1 backbone=tiny_bert model=mf): model 'mf' needs backbone=none" in ok.stderr
     assert "torch not loaded" in ok.stdout
-    good = subprocess.run([sys.executable, "-c", code, "validate", "-m", "seed=1,2,3", "backbone=none", "model=mf"],
-                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    arguments = ["validate", "-m", "seed=1,2,3", "backbone=none", "model=mf"]
+    good = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, cwd=REPO)
     assert "ok: all 3 jobs of the sweep are valid" in good.stdout and "torch not loaded" in good.stdout
