@@ -144,3 +144,18 @@ def test_bpr_loss():
     loss = task_loss(TaskName.ranking, LossName.bpr, (positive, negative), torch.zeros(2), 1.0)
     expected = -(torch.sigmoid(torch.tensor(1.0)).log() + torch.sigmoid(torch.tensor(-1.0)).log()) / 2
     torch.testing.assert_close(loss, expected)
+
+
+def test_l2_penalty_covers_only_the_batch_rows():
+    from recfit.models.mf import MatrixFactorization
+
+    model = MatrixFactorization(num_users=5, num_items=7, embedding_dim=3, biases=True)
+    torch.nn.init.normal_(model.user_bias.weight)
+    batch = {"user": torch.tensor([0, 2]), "item": torch.tensor([1, 1])}
+    expected = (
+        model.user_embedding.weight[[0, 2]].pow(2).sum(-1)
+        + model.item_embedding.weight[[1, 1]].pow(2).sum(-1)
+        + model.user_bias.weight[[0, 2], 0] ** 2
+        + model.item_bias.weight[[1, 1], 0] ** 2
+    ).mean()
+    torch.testing.assert_close(model.l2_penalty(batch), expected)

@@ -206,6 +206,7 @@ class LossConfig:
     name: LossName = MISSING  # checked against the task
     temperature: float = 0.05  # cross_entropy for ranking: softmax temperature over in-batch items
     logq_correction: bool = True  # ranking: subtract log item frequency, undoing in-batch popularity bias
+    l2: float = 0.0  # dot-product models: weight of the batch rows' squared vector and bias norms
 
 
 @dataclass

@@ -65,6 +65,17 @@ class DotProductRecommender(nn.Module):
             score + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1) + self.global_bias
         )
 
+    def l2_penalty(self, batch: dict) -> torch.Tensor:
+        """Mean squared norm of the batch rows' user and item vectors and biases (Surprise/RecBole-style
+        regularisation: only the rows a rating touches are pulled towards zero, unlike weight decay)."""
+        users, items = batch["user"], batch["item"]
+        penalty = self.user_embedding(users).pow(2).sum(-1) + self.batch_item_vectors(batch).pow(2).sum(-1)
+        if self.biases:
+            penalty = (
+                penalty + self.user_bias(users).squeeze(-1) ** 2 + self.item_bias(items).squeeze(-1) ** 2
+            )
+        return penalty.mean()
+
     def catalogue_vectors(self, item_batches: Iterable[tuple[torch.Tensor, dict]]) -> torch.Tensor:
         """Vectors of every item, from an iterator of (codes, content) chunks."""
         device = self.global_bias.device

@@ -42,6 +42,7 @@ class RecModule(pl.LightningModule):
         self.loss_name: LossName = loss.name
         self.topk = list(task.topk)
         self.temperature = loss.temperature
+        self.l2 = loss.l2
         self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         self.num_items = num_items
@@ -87,6 +88,8 @@ class RecModule(pl.LightningModule):
         loss = task_loss(
             self.task_name, self.loss_name, output, batch["target"], self.temperature, self.item_log_frequency
         )
+        if self.l2 > 0 and hasattr(self.recommender, "l2_penalty"):
+            loss = loss + self.l2 * self.recommender.l2_penalty(batch)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss.item()} at step {self.global_step} "
