@@ -124,7 +124,6 @@ def parse_candidates(spec: str) -> tuple[str, int]:
 
 
 def sample_candidates(
-    users: np.ndarray,
     targets: list[np.ndarray],
     seen: list[np.ndarray],
     popularity: np.ndarray,
@@ -170,9 +169,7 @@ class RankingCollator:
         self.seen = [seen.get(u, np.empty(0, dtype=np.int64)) for u in self.users]
         self.candidates = None
         if candidates != FULL_RANKING:
-            self.candidates = sample_candidates(
-                self.users, self.targets, self.seen, popularity, candidates, seed
-            )
+            self.candidates = sample_candidates(self.targets, self.seen, popularity, candidates, seed)
 
     def __len__(self) -> int:
         return len(self.users)

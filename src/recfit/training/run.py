@@ -276,7 +276,7 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     try:
         record["metrics"] = _fit_and_test(cfg, run_dir, record)
         record["status"] = Status.completed
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
         record["status"] = Status.interrupted
         raise
     except Exception as error:
