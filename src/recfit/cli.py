@@ -52,6 +52,10 @@ def _train(arguments: list[str]) -> None:
     overrides = [a for a in arguments if not a.startswith("-")]
     multirun = any(a in MULTIRUN_FLAGS for a in arguments)
     try:
+        if not multirun and any(a.startswith(("resume=", "ckpt_path=")) for a in overrides):
+            from recfit.config.resume import resume_overrides
+
+            arguments = overrides = resume_overrides(overrides)
         if multirun:
             from recfit.config.sweep import is_search_sweep, validate_sweep
 

@@ -263,6 +263,9 @@ class TrainConfig:
     logger: dict[str, Any] = field(default_factory=dict)  # Lightning loggers by name
     test: bool = True  # evaluate the best checkpoint on the test split after training
     early_stopping_patience: int = 0  # validations without improvement before stopping (0 = never)
+    checkpoint_every_n_steps: int = 50  # write last.ckpt this often, mid-epoch too (0 = each epoch's end)
+    resume: str | None = None  # auto: continue the newest unfinished run of this experiment
+    ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
 
 
 # Schema entries in the ConfigStore end with this; they are not options a user picks.

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from recfit.data.encode import ImageContent, TextContent
+from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
 from recfit.data.tables import ITEM, USER
 
@@ -221,25 +222,32 @@ class RecDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.candidates = candidates
         self.candidate_seed = candidate_seed
+        self.seed = seed
         self.cold_items = cold_items
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
         # one sampler for the whole run: its generator moves on from epoch to epoch
         self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int, inputs: BatchInputs) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, inputs: BatchInputs) -> DataLoader:
         frame = getattr(self.splits, split)
-        sampler = self.negative_sampler if split == "train" else None
+        negatives = self.negative_sampler if split == "train" else None
         collate = InteractionCollator(
-            frame, self.targets[split], inputs, self.item_content, self.user_content, sampler
+            frame, self.targets[split], inputs, self.item_content, self.user_content, negatives
         )
-        return DataLoader(
-            RowDataset(len(frame)),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        options = {
+            "batch_size": batch_size,
+            "collate_fn": collate,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            # a generator of its own: otherwise each new iterator takes a draw from torch's global RNG,
+            # and a resumed run would see shifted dropout masks
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+        if split == "train":
+            return ResumableLoader(
+                RowDataset(len(frame)), sampler=EpochSampler(len(frame), self.seed), **options
+            )
+        return DataLoader(RowDataset(len(frame)), shuffle=False, **options)
 
     def _ranking_loader(self, split: str) -> DataLoader:
         seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])
@@ -247,21 +255,25 @@ class RecDataModule(pl.LightningDataModule):
             getattr(self.splits, split), seen, self.candidates, self.popularity, self.candidate_seed
         )
         return DataLoader(
-            RowDataset(len(collate)), batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate
+            RowDataset(len(collate)),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size, self.inputs)
+        return self._loader("train", self.batch_size, self.inputs)
 
     def val_dataloader(self) -> DataLoader:
         if self.ranking:
             return self._ranking_loader("val")
-        return self._loader("val", False, self.eval_batch_size, self.inputs)
+        return self._loader("val", self.eval_batch_size, self.inputs)
 
     def test_dataloader(self) -> DataLoader:
         if self.ranking:
             return self._ranking_loader("test")
-        return self._loader("test", False, self.eval_batch_size, self.inputs)
+        return self._loader("test", self.eval_batch_size, self.inputs)
 
     def ranked_items(self, split: str) -> torch.Tensor | None:
         """Item codes a user's ranking is drawn from in `split`; None = the whole catalogue.

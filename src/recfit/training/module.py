@@ -16,7 +16,7 @@ from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
 from recfit.training.losses import task_loss
-from recfit.training.optim import build_optimizer
+from recfit.training.optim import build_optimizer, total_optimizer_steps
 
 STAGES = ("val", "test")
 
@@ -35,6 +35,7 @@ class RecModule(pl.LightningModule):
         num_classes: int = 0,
         catalogue_batch_size: int = 256,
         item_log_frequency: torch.Tensor | None = None,
+        train_batches: int = 1,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -47,6 +48,7 @@ class RecModule(pl.LightningModule):
         self.scheduler_cfg = scheduler
         self.num_items = num_items
         self.catalogue_batch_size = catalogue_batch_size
+        self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
         self.ranked_items: torch.Tensor | None = None
         use_logq = (
@@ -101,9 +103,8 @@ class RecModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return build_optimizer(
-            self, self.optimizer_cfg, self.scheduler_cfg, self.trainer.estimated_stepping_batches
-        )
+        total = total_optimizer_steps(self.trainer, self.train_batches)
+        return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, total)
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _prepare_catalogue(self, stage: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Any
 
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,22 @@ def parameter_groups(module: nn.Module, cfg: DictConfig) -> list[dict]:
         }
         for (in_backbone, decays), params in sorted(groups.items())
     ]
+
+
+def total_optimizer_steps(trainer: Any, train_batches: int) -> int:
+    """The optimizer steps of the whole run, for the learning-rate schedule.
+
+    Lightning's `trainer.estimated_stepping_batches` gives the same number, but asking for it inside
+    `configure_optimizers` builds the train loader before a checkpoint is restored, and the loader's
+    saved position is then never loaded: an exact resume needs this computed without the loader.
+    """
+    per_process = math.ceil(train_batches / max(1, trainer.world_size))  # DistributedSampler pads
+    limit = trainer.limit_train_batches
+    per_epoch = int(per_process * limit) if isinstance(limit, float) else min(per_process, int(limit))
+    updates = math.ceil(max(1, per_epoch) / trainer.accumulate_grad_batches)
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        return trainer.max_steps
+    return updates * max(1, trainer.max_epochs or 1)
 
 
 def build_optimizer(module: nn.Module, optimizer: DictConfig, scheduler: DictConfig, total_steps: float):

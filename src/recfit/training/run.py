@@ -30,6 +30,7 @@ from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import run_info
 from recfit.training.module import RecModule
+from recfit.training.rng_state import RNGStateCallback
 from recfit.training.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
@@ -38,6 +39,7 @@ from recfit.training.run_folder import (
     describe,
     new_record,
     now_iso,
+    replace_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -211,8 +213,27 @@ def build(cfg: DictConfig) -> Built:
         num_classes=num_outputs,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
+        train_batches=math.ceil(len(splits.train) / cfg.dataset.batch_size),
     )
     return Built(module, datamodule, data, protocol)
+
+
+CURVES_FILE = "metrics.csv"
+
+
+def _set_aside_curves(run_dir: Path) -> pd.DataFrame | None:
+    """A resumed run's logger starts metrics.csv afresh: keep the curves logged before the stop."""
+    path = run_dir / CURVES_FILE
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _join_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
+    """metrics.csv = the rows logged before the stop (up to the resumed step) + those logged after."""
+    path = run_dir / CURVES_FILE
+    later = pd.read_csv(path) if path.is_file() else earlier.iloc[:0]
+    first_new_step = later["step"].min() if len(later) else float("inf")
+    joined = pd.concat([earlier[earlier["step"] < first_new_step], later], ignore_index=True)
+    replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
@@ -232,11 +253,15 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         filename="best",
         monitor=monitor,
         mode=cfg.task.mode.value,
-        save_last=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    callbacks: list[pl.Callback] = [checkpoint]
+    # last.ckpt, also in mid-epoch, for exact resume (with the loader's position and the RNG states)
+    every = cfg.checkpoint_every_n_steps
+    last = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
+    )
+    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback()]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -246,7 +271,12 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir)
     )
     if record["parameters"]["trainable"]:
-        trainer.fit(module, datamodule=datamodule)
+        earlier_curves = _set_aside_curves(run_dir) if cfg.ckpt_path else None
+        if cfg.ckpt_path:
+            log.info("resuming from %s", cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        if earlier_curves is not None:
+            _join_curves(run_dir, earlier_curves)
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
     best = checkpoint.best_model_path or None

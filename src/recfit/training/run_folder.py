@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -70,6 +71,8 @@ def new_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "error": None,
         "started_at": now_iso(),
         "run_dir": str(run_dir),
+        "host": socket.gethostname(),  # with pid: resume refuses a run that is still alive
+        "pid": os.getpid(),
     }
 
 

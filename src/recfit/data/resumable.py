@@ -1,0 +1,80 @@
+"""A training DataLoader that can continue an epoch exactly where a killed run stopped.
+
+Lightning 2.6 restores a mid-epoch checkpoint's batch counters but does not skip the batches already
+consumed; it does, however, save and restore the `state_dict` of any train DataLoader that has one
+(Lightning's `_Stateful` protocol). So the order of each epoch is a pure function of (seed, epoch),
+and the loader's state says which epoch and how many batches were served, plus the state of the
+negative sampler's generator. With `num_workers=0` (the default) a resumed run then sees exactly the
+batches, in exactly the order, of the run that was never stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles `size` rows with a permutation fixed by (seed, epoch); can start one epoch at an offset."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size  # the full length: Lightning itself discounts the batches already served
+
+    def __iter__(self) -> Iterator[int]:
+        # a generator, so the permutation is drawn when iteration starts, after set_epoch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        start, self.start = self.start, 0
+        yield from order[start:]
+
+
+class ResumableLoader(DataLoader):
+    """DataLoader over an EpochSampler whose position and collate randomness are checkpointed."""
+
+    def __init__(self, *arguments: Any, **keywords: Any) -> None:
+        super().__init__(*arguments, **keywords)
+        self._epoch = self._served = self._offset = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = super().__iter__()
+
+        def counted() -> Iterator[Any]:
+            self._epoch, self._served, self._offset = self.sampler.epoch, self._offset, 0
+            for batch in batches:
+                self._served += 1
+                yield batch
+
+        return counted()
+
+    def _negative_rng(self) -> Any:
+        negatives = getattr(self.collate_fn, "negatives", None)
+        return None if negatives is None else negatives.rng
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = self._negative_rng()
+        # plain ints and strings only, so checkpoints load with weights_only=True
+        return {
+            "epoch": self._epoch,
+            "batches": self._served,
+            "negative_rng": None if rng is None else rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        epoch, served = state["epoch"], state["batches"]
+        if served >= len(self):  # the checkpoint was taken on an epoch's last batch
+            epoch, served = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.start = served * self.batch_size
+        self._offset = served
+        rng = self._negative_rng()
+        if rng is not None and state["negative_rng"] is not None:
+            rng.bit_generator.state = state["negative_rng"]

@@ -1,0 +1,85 @@
+"""A run killed with SIGKILL in the middle of an epoch and resumed ends exactly like the run left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from test_cli import assert_one_line_error, recfit
+
+from conftest import REPO
+
+# dropout in the tiny BERT and the projection, BPR's sampled negatives, shuffling: every kind of
+# randomness a resumed run has to replay
+RUN = [
+    "backbone=tiny_bert", "loss=bpr", "trainer.max_epochs=4", "trainer.enable_progress_bar=false",
+    "checkpoint_every_n_steps=7", "dataset.batch_size=16", "dataset.num_users=100", "seed=5",
+]  # fmt: skip
+STEPS_PER_EPOCH = 60  # 100 users x 12 interactions, 80% in train, batches of 16
+
+
+def final(outputs: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    record = json.loads((run / "metrics.json").read_text())
+    weights = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    return record, weights
+
+
+def global_step(checkpoint: Path) -> int:
+    try:
+        return torch.load(checkpoint, weights_only=True)["global_step"]
+    except Exception:  # not there yet
+        return -1
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path):
+    alone = recfit("train", *RUN, f"paths.output_dir={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+
+    outputs = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recfit", "train", *RUN, f"paths.output_dir={outputs}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    deadline, step = time.time() + 300, -1
+    while time.time() < deadline and process.poll() is None:
+        found = list(outputs.glob("runs/*/*/checkpoints/last.ckpt"))
+        step = global_step(found[0]) if found else -1
+        if step >= STEPS_PER_EPOCH + 20:  # well inside the second epoch
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert step % STEPS_PER_EPOCH != 0  # a mid-epoch checkpoint
+
+    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (record_alone, weights_alone), (record_resumed, weights_resumed) = (
+        final(tmp_path / "alone"),
+        final(outputs),
+    )
+    assert record_resumed["status"] == "completed"
+    assert record_resumed["metrics"] == record_alone["metrics"]
+    assert weights_alone.keys() == weights_resumed.keys()
+    assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)
+    curves = [pd.read_csv(next(d.glob("runs/*/*/metrics.csv"))) for d in (tmp_path / "alone", outputs)]
+    assert curves[1]["epoch"].min() == 0  # the curves logged before the kill are kept
+    epoch_ends = [c.dropna(subset=["val/ndcg@10"])["val/ndcg@10"].round(6).tolist() for c in curves]
+    assert epoch_ends[0] == epoch_ends[1]
+
+    # the run is finished now: nothing left to resume, and its checkpoint cannot be resumed either
+    again = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert_one_line_error(again, "resume=auto: no unfinished run with a checkpoint under")
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    explicit = recfit("train", *RUN, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    assert_one_line_error(explicit, "has completed; a finished run is never resumed")
