@@ -83,3 +83,35 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path):
     (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
     explicit = recfit("train", *RUN, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
     assert_one_line_error(explicit, "has completed; a finished run is never resumed")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(tmp_path):
+    alone = recfit("train", *RUN, f"paths.output_dir={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    outputs = tmp_path / "preempted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recfit", "train", *RUN, f"paths.output_dir={outputs}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        found = list(outputs.glob("runs/*/*/checkpoints/last.ckpt"))
+        if found and global_step(found[0]) >= STEPS_PER_EPOCH + 20:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=120)
+    assert process.returncode not in (0, -signal.SIGKILL)
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    assert global_step(run / "checkpoints" / "last.ckpt") % 7 != 0  # saved at the signal, not periodically
+
+    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (record_alone, weights_alone), (record_resumed, weights_resumed) = (
+        final(tmp_path / "alone"),
+        final(outputs),
+    )
+    assert record_resumed["metrics"] == record_alone["metrics"]
+    assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)

@@ -56,3 +56,23 @@ class RNGStateCallback(pl.Callback):
         if self._pending is not None:
             set_rng_states(self._pending)
             self._pending = None
+
+
+class InterruptCheckpoint(pl.Callback):
+    """On SIGTERM (a cluster preempting the job) or Ctrl-C, write last.ckpt before the run stops.
+
+    Lightning stops at the end of the current batch and raises; the checkpoint then holds a finished
+    step, so `resume=auto` continues exactly. Other exceptions (a diverged loss) save nothing: the last
+    good checkpoint stays the last one.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.training:
+            trainer.save_checkpoint(self.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import run_info
 from recfit.training.module import RecModule
-from recfit.training.rng_state import RNGStateCallback
+from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
@@ -261,7 +262,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     last = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
     )
-    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback()]
+    interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
+    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -306,8 +308,10 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     try:
         record["metrics"] = _fit_and_test(cfg, run_dir, record)
         record["status"] = Status.completed
-    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
+    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning stops gracefully on Ctrl-C and SIGTERM
         record["status"] = Status.interrupted
+        if isinstance(stop, SystemExit) and not stop.code:  # SIGTERM: exit as the signal itself would
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
     except Exception as error:
         record.update(status=Status.failed, error=describe(error))
