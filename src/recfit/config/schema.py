@@ -48,6 +48,11 @@ class SplitMethod(str, Enum):
     cold_item = "cold_item"
 
 
+class BadRowsPolicy(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
 class Order(str, Enum):
     random = "random"
     time = "time"
@@ -123,6 +128,9 @@ class DatasetConfig:
 
     _target_: str = MISSING  # the reader: a function returning recfit.data.tables.RecData
     filter: FilterConfig = field(default_factory=FilterConfig)
+    on_bad_rows: BadRowsPolicy = (
+        BadRowsPolicy.error
+    )  # error: refuse a file with bad rows; skip: drop and count
     split_seed: int = 0  # seeds the split only, so a seed sweep keeps the same split
     batch_size: int = 64  # training interactions per step
     eval_batch_size: int = 256  # users (ranking) or rows per evaluation step

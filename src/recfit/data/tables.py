@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ class RecData:
     label_names: list[str] | None = None
     user_features: pd.DataFrame | None = None  # one row per user code: categorical or numeric columns
     item_features: pd.DataFrame | None = None  # one row per item code: categorical or numeric columns
+    skipped_rows: dict[str, int] = field(default_factory=dict)  # dataset.on_bad_rows=skip: reason -> rows
 
     def __post_init__(self) -> None:
         frame = self.interactions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import signal
@@ -72,6 +73,8 @@ def read_dataset(cfg: DictConfig) -> RecData:
     """Call the data set's reader with the keys its schema declares."""
     reader = get_method(cfg._target_)
     arguments = {key: cfg[key] for key in reader_arguments(OmegaConf.get_type(cfg))}
+    if "on_bad_rows" in inspect.signature(reader).parameters:
+        arguments["on_bad_rows"] = cfg.on_bad_rows.value
     return reader(**arguments)
 
 
@@ -222,6 +225,22 @@ def build(cfg: DictConfig) -> Built:
 CURVES_FILE = "metrics.csv"
 
 
+def _check_checkpoint(path: str, module: RecModule) -> None:
+    """Refuse, in one line, a checkpoint that cannot be read safely or does not fit this model."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:  # torch raises many kinds for a truncated or foreign file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot load checkpoint {path}: {message}") from None
+    expected = {k: v.shape for k, v in module.state_dict().items() if k in dict(module.named_parameters())}
+    for name, shape in expected.items():
+        if name not in saved or saved[name].shape != shape:
+            found = "missing" if name not in saved else tuple(saved[name].shape)
+            raise DataError(
+                f"checkpoint {path} does not fit this model: {name} is {found}, needs {tuple(shape)}"
+            )
+
+
 def _set_aside_curves(run_dir: Path) -> pd.DataFrame | None:
     """A resumed run's logger starts metrics.csv afresh: keep the curves logged before the stop."""
     path = run_dir / CURVES_FILE
@@ -243,6 +262,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     module, datamodule = built.module, built.datamodule
     record["data"] = built.data.summary()
     record["data_sha256"] = run_info.data_fingerprint(built.data)
+    record["skipped_rows"] = built.data.skipped_rows
     record["protocol"] = built.protocol
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
@@ -273,6 +293,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir)
     )
     if record["parameters"]["trainable"]:
+        if cfg.ckpt_path:
+            _check_checkpoint(cfg.ckpt_path, module)
         earlier_curves = _set_aside_curves(run_dir) if cfg.ckpt_path else None
         if cfg.ckpt_path:
             log.info("resuming from %s", cfg.ckpt_path)
@@ -323,6 +345,6 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
         outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
         write_json_atomic(
             run_dir / run_info.RUN_INFO_FILE,
-            {**info, "data": record.get("data"), "data_sha256": record.get("data_sha256"), **outcome},
+            {**info, **{key: record.get(key) for key in ("data", "data_sha256", "skipped_rows")}, **outcome},
         )
     return RunResult(record["status"], record["metrics"], run_dir, record)

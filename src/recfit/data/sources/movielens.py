@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recfit.data.bad_rows import BadRows
 from recfit.data.download import download_zip, verify
 from recfit.data.tables import ITEM, RATING, TIMESTAMP, USER, RecData
 from recfit.errors import DataError
@@ -61,7 +62,9 @@ OCCUPATIONS_1M = [
 ]  # fmt: skip
 
 
-def read_movielens_100k(path: str | None = None, download_dir: str = "data") -> RecData:
+def read_movielens_100k(
+    path: str | None = None, download_dir: str = "data", on_bad_rows: str = "error"
+) -> RecData:
     """Read MovieLens-100K from `path`, or download the official zip into `download_dir` and verify it.
 
     Item text: "Title (year). Genres: A, B." User text: "A 24-year-old man, technician."
@@ -84,16 +87,16 @@ def read_movielens_100k(path: str | None = None, download_dir: str = "data") -> 
     items = _read(folder / "u.item", "|", ["id", "title", "release", "video", "url", *GENRES], "latin-1")
     users = _read(folder / "u.user", "|", ["id", "age", "gender", "occupation", "zip"], "utf-8")
 
-    _add_fold_columns(ratings, folder)
+    bad = BadRows(on_bad_rows, str(folder / "u.data"))
+    ratings = bad.numeric(ratings, [USER, ITEM, RATING, TIMESTAMP])
     item_ids = items["id"].to_numpy()
     user_ids = users["id"].to_numpy()
-    unknown_items = ~ratings[ITEM].isin(item_ids)
-    unknown_users = ~ratings[USER].isin(user_ids)
-    if unknown_items.any() or unknown_users.any():
-        raise DataError(
-            f"u.data names {int(unknown_items.sum())} ratings of unknown items and "
-            f"{int(unknown_users.sum())} of unknown users"
-        )
+    ratings = bad.drop(ratings, ~ratings[ITEM].isin(item_ids), "naming an item missing from u.item")
+    ratings = bad.drop(ratings, ~ratings[USER].isin(user_ids), "naming a user missing from u.user")
+    ratings = bad.drop(
+        ratings, ratings.duplicated([USER, ITEM], keep="last"), "repeating a (user, item) pair"
+    )
+    _add_fold_columns(ratings, folder)
     ratings[USER] = pd.Index(user_ids).get_indexer(ratings[USER])
     ratings[ITEM] = pd.Index(item_ids).get_indexer(ratings[ITEM])
     ratings[RATING] = ratings[RATING].astype("float32")
@@ -113,6 +116,7 @@ def read_movielens_100k(path: str | None = None, download_dir: str = "data") -> 
     item_features.insert(0, "release_year", year.fillna(year.median()).astype("float32"))
     user_features = users[["age", "gender", "occupation"]].astype({"age": "float32"}).reset_index(drop=True)
     return RecData(
+        skipped_rows=bad.skipped,
         user_features=user_features,
         item_features=item_features,
         name="movielens_100k",
