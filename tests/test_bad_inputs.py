@@ -63,6 +63,8 @@ CONFIG_CASES = [
     ("bad freeze", ["backbone.freeze=some"], "backbone.freeze 'some' must be one of"),
     ("split shares", ["split.test=0.6", "split.val=0.5"], "must be in [0, 1) and leave some training data"),
     ("batch size", ["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
+    ("batch size vs in-batch softmax", ["dataset.batch_size=1"], "dataset.batch_size must be at least 2"),
+    ("devices", ["trainer.devices=0"], "trainer.devices must be auto, a count of at least 1"),
     (
         "missing data path",
         ["experiment=ml100k_rating", "dataset.path=/no/such/dir"],
@@ -194,4 +196,4 @@ def test_bad_checkpoints(outputs, tmp_path):
 
 
 def test_more_than_forty_cases():
-    assert len(CONFIG_CASES) + len(DATA_CASES) + len(CSV_CASES) + 1 + 3 >= 40
+    assert len(CONFIG_CASES) + len(DATA_CASES) + len(CSV_CASES) + 1 + 3 >= 45

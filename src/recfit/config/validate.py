@@ -144,6 +144,21 @@ def _check_numbers(cfg: DictConfig) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if cfg.dataset[key] < 1:
             raise ConfigError(f"dataset.{key} must be at least 1 (got {cfg.dataset[key]})")
+    devices = cfg.trainer.devices
+    if isinstance(devices, int) and devices < 1 or isinstance(devices, str) and devices != "auto":
+        raise ConfigError(
+            f"trainer.devices must be auto, a count of at least 1, or a list of ids (got {devices})"
+        )
+    if (
+        cfg.task.name == TaskName.ranking
+        and cfg.loss.name == LossName.cross_entropy
+        and cfg.dataset.batch_size < 2
+    ):
+        # dataset.batch_size is per device: with several devices each process still needs 2 rows
+        raise ConfigError(
+            "dataset.batch_size must be at least 2 for in-batch softmax: each row's negatives are the other "
+            "rows of its device's batch"
+        )
     if split.bootstrap < 0:
         raise ConfigError("split.bootstrap must be 0 or more")
     for key in ("k_core_users", "k_core_items"):
