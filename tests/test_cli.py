@@ -140,7 +140,11 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
     while not list(tmp_path.glob("runs/*/*/checkpoints/last.ckpt")) and time.time() < deadline:
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"no graceful stop after Ctrl-C: {process.communicate()[1][-3000:]}")
     assert process.returncode != 0
     (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/metrics.json")]
     assert record["status"] == "interrupted", stderr[-2000:]

@@ -69,7 +69,7 @@ def test_ml100k_ranking(tmp_path, ml100k_dir):
         ]
     )
     record = only_record(tmp_path)
-    assert record["metrics"]["test/ndcg@10"] > 0.1
+    assert record["metrics"]["test/ndcg@10"] > 0.06  # after one epoch; random ranking scores about 0.02
 
 
 @pytest.mark.slow
