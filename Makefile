@@ -16,7 +16,7 @@ $(BIN)/python:
 
 # torch first, pinned, so the project install never pulls another build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e .
 	touch $@
 

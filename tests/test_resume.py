@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -40,12 +39,17 @@ def global_step(checkpoint: Path) -> int:
         return -1
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path):
-    alone = recfit("train", *RUN, f"paths.output_dir={tmp_path / 'alone'}")
-    assert alone.returncode == 0, alone.stderr[-2000:]
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The same run, never stopped: what a resumed run must end with."""
+    outputs = tmp_path_factory.mktemp("alone")
+    result = recfit("train", *RUN, f"paths.output_dir={outputs}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return final(outputs)
 
-    outputs = tmp_path / "killed"
+
+def stop_mid_epoch(outputs: Path, stop: signal.Signals) -> tuple[subprocess.Popen, int]:
+    """Start the run and send `stop` once a checkpoint well inside its second epoch exists."""
     process = subprocess.Popen(
         [sys.executable, "-m", "recfit", "train", *RUN, f"paths.output_dir={outputs}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
@@ -54,25 +58,36 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path):
     while time.time() < deadline and process.poll() is None:
         found = list(outputs.glob("runs/*/*/checkpoints/last.ckpt"))
         step = global_step(found[0]) if found else -1
-        if step >= STEPS_PER_EPOCH + 20:  # well inside the second epoch
-            os.kill(process.pid, signal.SIGKILL)
+        if step >= STEPS_PER_EPOCH + 20:
+            process.send_signal(stop)
             break
         time.sleep(0.05)
-    process.wait(timeout=60)
+    process.wait(timeout=300)
+    return process, step
+
+
+def assert_same_end(alone: tuple[dict, dict[str, torch.Tensor]], outputs: Path) -> None:
+    (record_alone, weights_alone), (record_resumed, weights_resumed) = alone, final(outputs)
+    assert record_resumed["status"] == "completed"
+    assert record_resumed["metrics"] == record_alone["metrics"]
+    assert weights_alone.keys() == weights_resumed.keys()
+    assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone):
+    outputs = tmp_path / "killed"
+    process, step = stop_mid_epoch(outputs, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert step % STEPS_PER_EPOCH != 0  # a mid-epoch checkpoint
 
     resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    (record_alone, weights_alone), (record_resumed, weights_resumed) = (
-        final(tmp_path / "alone"),
-        final(outputs),
-    )
-    assert record_resumed["status"] == "completed"
-    assert record_resumed["metrics"] == record_alone["metrics"]
-    assert weights_alone.keys() == weights_resumed.keys()
-    assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)
-    curves = [pd.read_csv(next(d.glob("runs/*/*/metrics.csv"))) for d in (tmp_path / "alone", outputs)]
+    assert_same_end(alone, outputs)
+    curves = [
+        pd.read_csv(Path(alone[0]["run_dir"]) / "metrics.csv"),
+        pd.read_csv(next(outputs.glob("runs/*/*/metrics.csv"))),
+    ]
     assert curves[1]["epoch"].min() == 0  # the curves logged before the kill are kept
     epoch_ends = [c.dropna(subset=["val/ndcg@10"])["val/ndcg@10"].round(6).tolist() for c in curves]
     assert epoch_ends[0] == epoch_ends[1]
@@ -86,32 +101,14 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(tmp_path):
-    alone = recfit("train", *RUN, f"paths.output_dir={tmp_path / 'alone'}")
-    assert alone.returncode == 0, alone.stderr[-2000:]
+def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(tmp_path, alone):
     outputs = tmp_path / "preempted"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recfit", "train", *RUN, f"paths.output_dir={outputs}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        found = list(outputs.glob("runs/*/*/checkpoints/last.ckpt"))
-        if found and global_step(found[0]) >= STEPS_PER_EPOCH + 20:
-            process.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.05)
-    process.wait(timeout=120)
-    assert process.returncode not in (0, -signal.SIGKILL)
+    process, _ = stop_mid_epoch(outputs, signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM
     (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     assert global_step(run / "checkpoints" / "last.ckpt") % 7 != 0  # saved at the signal, not periodically
 
     resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    (record_alone, weights_alone), (record_resumed, weights_resumed) = (
-        final(tmp_path / "alone"),
-        final(outputs),
-    )
-    assert record_resumed["metrics"] == record_alone["metrics"]
-    assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)
+    assert_same_end(alone, outputs)
