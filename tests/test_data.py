@@ -46,7 +46,7 @@ def test_movielens_truncated_file_is_a_data_error(tmp_path, ml100k_dir):
         (tmp_path / name).write_bytes((ml100k_dir / name).read_bytes())
     with open(tmp_path / "u.data", "a") as handle:
         handle.write("1\t99999\t5\n")  # a cut-off line naming an item that does not exist
-    with pytest.raises(DataError, match="unknown items"):
+    with pytest.raises(DataError, match="missing or non-numeric"):
         read_movielens_100k(str(tmp_path))
 
 

@@ -112,3 +112,26 @@ def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactl
     resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_end(alone, outputs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_checkpoint_and_marks_the_run_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C raises KeyboardInterrupt wherever the program is; here it is raised after step 30.
+
+    (A real SIGINT sent from a test lands at an arbitrary point of the child, which made such a test
+    timing-dependent; SIGTERM, which Lightning turns into a stop between batches, is sent for real above.)
+    """
+    from recfit.cli import main
+    from recfit.training.module import RecModule
+
+    def interrupt_after_step_30(module, outputs, batch, index):
+        if module.global_step == 30:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RecModule, "on_train_batch_end", interrupt_after_step_30, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", *RUN, f"paths.output_dir={tmp_path}"])
+    assert stop.value.code == 1
+    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    assert global_step(run / "checkpoints" / "last.ckpt") == 30  # written at the interrupt
