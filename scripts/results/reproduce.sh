@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-create every number in RESULTS.md (2 CPU cores: about 30 minutes).
+# Re-create every number in RESULTS.md (2 CPU cores: about an hour, most of it the Amazon Games runs).
 # Usage: scripts/results/reproduce.sh [ML100K_DIR] [AMAZON_GAMES_DIR] [OUTPUT_DIR]
 set -euo pipefail
 ML100K=${1:-../shared/data/ml-100k}
