@@ -24,6 +24,15 @@ def ml100k_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def amazon_games_dir() -> Path:
+    """The LLMRank Games-6k files (never committed; present on developer machines and in CI)."""
+    folder = SHARED_DATA / "amazon-games"
+    if not (folder / "Games-6k.item").is_file():
+        pytest.skip(f"Amazon Games-6k not found at {folder}")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _clear_hydra():
     """Each test composes or launches Hydra afresh."""

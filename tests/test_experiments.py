@@ -105,9 +105,8 @@ def test_ml100k_bpr_lr_and_folds_run(tmp_path, ml100k_dir):
 
 
 @pytest.mark.slow
-def test_cold_transfer_experiments_run(tmp_path, ml100k_dir):
-    games = REPO.parent / "shared" / "data" / "amazon-games"
-    for experiment, path in (("ml100k_cold_transfer", ml100k_dir), ("games_cold_transfer", games)):
+def test_cold_transfer_experiments_run(tmp_path, ml100k_dir, amazon_games_dir):
+    for experiment, path in (("ml100k_cold_transfer", ml100k_dir), ("games_cold_transfer", amazon_games_dir)):
         # the real experiments use the packaged MiniLM; CI checks the wiring with a tiny BERT
         main(["train", f"experiment={experiment}", f"dataset.path={path}", "backbone=tiny_bert",
               "backbone.freeze=all", "trainer.max_epochs=1", "trainer.limit_train_batches=20",

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
 from recfit.data.filters import filter_interactions
 from recfit.data.sources.movielens import read_movielens_1m, read_movielens_100k
 from recfit.data.sources.recbole import read_amazon_games, read_recbole_atomic
@@ -20,15 +19,6 @@ from recfit.data.sources.synthetic import make_synthetic
 from recfit.data.split import Splits, make_splits, recbole_counts
 from recfit.data.tables import RecData
 from recfit.errors import DataError
-
-
-@pytest.fixture(scope="session")
-def amazon_games_dir() -> Path:
-    """The LLMRank Games-6k files (never committed; present on developer machines and in CI)."""
-    folder = SHARED_DATA / "amazon-games"
-    if not (folder / "Games-6k.item").is_file():
-        pytest.skip(f"Amazon Games-6k not found at {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -286,8 +286,13 @@ class RecDataModule(pl.LightningDataModule):
         return torch.as_tensor(np.sort(getattr(self.splits, split)[ITEM].unique()))
 
     def item_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-        """The whole catalogue in chunks: (item codes, encoded content), for full-ranking evaluation."""
+        """The whole catalogue in chunks: (item codes, encoded content), for full-ranking evaluation.
+
+        Content is left out when batches carry ids only (ID models, or a two-tower whose frozen item
+        features are already cached): padding every item again at each evaluation would be wasted.
+        """
+        with_content = self.item_content is not None and self.inputs != BatchInputs.ids
         for start in range(0, self.num_items, batch_size):
             codes = np.arange(start, min(start + batch_size, self.num_items))
-            content = self.item_content.batch(codes) if self.item_content is not None else {}
+            content = self.item_content.batch(codes) if with_content else {}
             yield torch.as_tensor(codes), content
