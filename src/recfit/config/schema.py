@@ -53,6 +53,12 @@ class BadRowsPolicy(str, Enum):
     skip = "skip"
 
 
+class Resampling(str, Enum):
+    none = "none"
+    oversample = "oversample"
+    undersample = "undersample"
+
+
 class Order(str, Enum):
     random = "random"
     time = "time"
@@ -135,6 +141,8 @@ class DatasetConfig:
     batch_size: int = 64  # training interactions per step
     eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
     num_workers: int = 0  # DataLoader worker processes
+    class_weights: Any = None  # ctr / text classification: null | balanced | [w0, w1, ...] per class
+    resampling: Resampling = Resampling.none  # none | oversample | undersample training rows to equal classes
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from recfit.config.balance import check_balance
 from recfit.config.schema import (
     LossName,
     Modality,
@@ -101,6 +102,7 @@ def validate(cfg: DictConfig) -> None:
     if not re.fullmatch(r"full|(uni|pop)[1-9]\d*", cfg.task.candidates):
         raise ConfigError(f"task.candidates '{cfg.task.candidates}' must be full, uniN or popN (e.g. uni100)")
     _check_freeze(cfg.backbone.freeze)
+    check_balance(cfg)
     _check_numbers(cfg)
     _check_paths(cfg)
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from recfit.data.encode import ImageContent, TextContent
+from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
 from recfit.data.tables import ITEM, USER
@@ -208,6 +209,7 @@ class RecDataModule(pl.LightningDataModule):
         seed: int = 0,
         candidate_seed: int = 0,
         cold_items: bool = False,
+        resampling: Resampling = Resampling.none,
     ) -> None:
         super().__init__()
         self.splits = splits
@@ -224,6 +226,7 @@ class RecDataModule(pl.LightningDataModule):
         self.candidate_seed = candidate_seed
         self.seed = seed
         self.cold_items = cold_items
+        self.resampling = resampling
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
         # one sampler for the whole run: its generator moves on from epoch to epoch
         self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
@@ -244,9 +247,8 @@ class RecDataModule(pl.LightningDataModule):
             "generator": torch.Generator().manual_seed(self.seed),
         }
         if split == "train":
-            return ResumableLoader(
-                RowDataset(len(frame)), sampler=EpochSampler(len(frame), self.seed), **options
-            )
+            sampler = EpochSampler(len(frame), self.seed, self.targets[split], self.resampling)
+            return ResumableLoader(RowDataset(len(frame)), sampler=sampler, **options)
         return DataLoader(RowDataset(len(frame)), shuffle=False, **options)
 
     def _ranking_loader(self, split: str) -> DataLoader:

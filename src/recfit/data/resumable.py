@@ -16,12 +16,23 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from recfit.data.resampling import Resampling, class_rows, resampled_rows, resampled_size
+
 
 class EpochSampler(Sampler[int]):
-    """Shuffles `size` rows with a permutation fixed by (seed, epoch); can start one epoch at an offset."""
+    """Shuffles `size` rows with a permutation fixed by (seed, epoch); can start one epoch at an offset.
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
+    With `labels` and a `resampling` other than none, each epoch's rows are first resampled towards
+    balanced classes (recfit.data.resampling), with the same (seed, epoch) generator.
+    """
+
+    def __init__(
+        self, size: int, seed: int, labels: Any = None, resampling: Resampling | str = Resampling.none
+    ) -> None:
+        self.seed, self.epoch, self.start = seed, 0, 0
+        self.resampling = Resampling(resampling)
+        self.groups = class_rows(labels) if self.resampling != Resampling.none else None
+        self.size = size if self.groups is None else resampled_size(labels, self.resampling)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
         self.epoch = epoch
@@ -33,6 +44,8 @@ class EpochSampler(Sampler[int]):
         # a generator, so the permutation is drawn when iteration starts, after set_epoch
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        if self.groups is not None:
+            order = resampled_rows(self.groups, self.resampling, generator)[order].tolist()
         start, self.start = self.start, 0
         yield from order[start:]
 

@@ -35,9 +35,11 @@ def task_loss(
     target: torch.Tensor,
     temperature: float,
     log_frequency: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The training loss of one batch. `output` is the model's: scores or logits, (scores [B, B], items)
-    for in-batch softmax, or (positive scores, negative scores) for BPR."""
+    for in-batch softmax, or (positive scores, negative scores) for BPR. `class_weights` (one per class)
+    weight cross-entropy per class, and binary cross-entropy through pos_weight = w[1] / w[0]."""
     if loss == LossName.bpr:
         positive, negative = output
         return -F.logsigmoid(positive - negative).mean()
@@ -47,5 +49,6 @@ def task_loss(
     if loss == LossName.mse:
         return F.mse_loss(output, target.float())
     if loss == LossName.bce:
-        return F.binary_cross_entropy_with_logits(output, target.float())
-    return F.cross_entropy(output, target.long())
+        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
+        return F.binary_cross_entropy_with_logits(output, target.float(), pos_weight=pos_weight)
+    return F.cross_entropy(output, target.long(), weight=class_weights)

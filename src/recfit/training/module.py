@@ -36,6 +36,7 @@ class RecModule(pl.LightningModule):
         catalogue_batch_size: int = 256,
         item_log_frequency: torch.Tensor | None = None,
         train_batches: int = 1,
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -55,6 +56,7 @@ class RecModule(pl.LightningModule):
             self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
         )
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
+        self.register_buffer("class_weights", class_weights, persistent=False)  # dataset.class_weights
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
@@ -88,7 +90,13 @@ class RecModule(pl.LightningModule):
         else:
             output = self.recommender(batch)
         loss = task_loss(
-            self.task_name, self.loss_name, output, batch["target"], self.temperature, self.item_log_frequency
+            self.task_name,
+            self.loss_name,
+            output,
+            batch["target"],
+            self.temperature,
+            self.item_log_frequency,
+            self.class_weights,
         )
         if self.l2 > 0 and hasattr(self.recommender, "l2_penalty"):
             loss = loss + self.l2 * self.recommender.l2_penalty(batch)

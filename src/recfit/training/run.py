@@ -23,6 +23,7 @@ from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, Tas
 from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.filters import filter_interactions
+from recfit.data.resampling import resampled_size
 from recfit.data.split import make_splits
 from recfit.data.tables import ITEM, RecData
 from recfit.errors import DataError
@@ -31,6 +32,7 @@ from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import run_info
+from recfit.training.class_weights import class_weights
 from recfit.training.module import RecModule
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
@@ -202,6 +204,7 @@ def build(cfg: DictConfig) -> Built:
         seed=cfg.seed,
         candidate_seed=cfg.dataset.split_seed,
         cold_items=split.method == SplitMethod.cold_item,
+        resampling=cfg.dataset.resampling,
     )
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
@@ -217,7 +220,13 @@ def build(cfg: DictConfig) -> Built:
         num_classes=num_outputs,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
-        train_batches=math.ceil(len(splits.train) / cfg.dataset.batch_size),
+        # per epoch: resampling changes an epoch's length, and the learning-rate schedule with it
+        train_batches=math.ceil(
+            resampled_size(targets["train"], cfg.dataset.resampling) / cfg.dataset.batch_size
+        ),
+        class_weights=class_weights(
+            cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
+        ),
     )
     return Built(module, datamodule, data, protocol)
 
