@@ -192,6 +192,18 @@ class TextCsvDatasetConfig(DatasetConfig):
     label_column: str = "label"  # column holding the label
 
 
+@dataclass
+class ImageFolderDatasetConfig(DatasetConfig):
+    _target_: str = "recfit.data.sources.image_folder.read_image_folder"
+    path: str = MISSING  # folder holding the items and interactions CSV files (and the images)
+    items_file: str = "items.csv"  # one row per item: its id, its image path, optionally a text column
+    interactions_file: str = "interactions.csv"  # one row per interaction: user, item[, rating, timestamp]
+    item_column: str = "item_id"  # items_file column holding the item id
+    image_column: str = "image"  # items_file column holding the image path, relative to path
+    text_column: str | None = None  # items_file column holding item text (text backbones); null = none
+    image_size: int = 224  # images are resized to this square once, when read
+
+
 def reader_arguments(dataset_schema: type) -> list[str]:
     """The keys of a data set's config that its reader takes (those the base schema lacks)."""
     common = {f.name for f in fields(DatasetConfig)}
@@ -296,6 +308,7 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "movielens_1m_schema": MovieLens1MDatasetConfig,
         "recbole_schema": RecBoleDatasetConfig,
         "amazon_games_schema": AmazonGamesDatasetConfig,
+        "image_folder_schema": ImageFolderDatasetConfig,
     },
     "split": {"split_schema": SplitConfig},
     "task": {"task_schema": TaskConfig},
