@@ -132,8 +132,9 @@ def test_bad_configs_give_one_line(overrides, message):
 def test_unknown_option_lists_only_real_options():
     with pytest.raises(ConfigError) as raised:
         compose(["dataset=nope"])
-    assert "available: amazon_games, movielens_100k, movielens_1m, recbole, synthetic, text_csv" in str(
-        raised.value
+    assert (
+        "available: amazon_games, image_folder, movielens_100k, movielens_1m, recbole, synthetic, text_csv"
+        in str(raised.value)
     )
 
 
