@@ -14,7 +14,7 @@ import torch
 from recfit.cli import main
 from recfit.config import compose, validate
 from recfit.config.schema import LossName, TaskName
-from recfit.data.resumable import EpochSampler
+from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.errors import ConfigError, DataError
 from recfit.training.class_weights import class_weights
 from recfit.training.losses import task_loss
@@ -88,6 +88,24 @@ def test_a_resumed_epoch_continues_the_same_resampled_order():
     resumed = EpochSampler(len(LABELS), seed=1, labels=LABELS, resampling="oversample")
     resumed.start = 8
     assert epoch(resumed, 1) == full[8:]
+
+
+def test_a_resumable_loader_restored_mid_epoch_serves_the_remaining_resampled_batches():
+    def loader() -> ResumableLoader:
+        sampler = EpochSampler(len(LABELS), seed=4, labels=LABELS, resampling="oversample")
+        return ResumableLoader(list(range(len(LABELS))), batch_size=4, sampler=sampler, collate_fn=list)
+
+    alone = loader()
+    alone.sampler.set_epoch(1)
+    uninterrupted = list(alone)  # 21 rows: 6 batches
+    stopped = loader()
+    stopped.sampler.set_epoch(1)
+    served = iter(stopped)
+    first = [next(served), next(served)]
+    state = stopped.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert first + list(resumed) == uninterrupted
 
 
 def test_no_resampling_keeps_the_plain_permutation():
