@@ -52,7 +52,8 @@ def show_config(cfg: DictConfig, run_dir: Path, quiet: bool) -> None:
     tree = config_tree(cfg)
     buffer = io.StringIO()
     Console(file=buffer, width=110, color_system=None, force_terminal=False).print(tree)
-    replace_atomic(run_dir / CONFIG_TREE_FILE, lambda temporary: Path(temporary).write_text(buffer.getvalue()))
+    text = buffer.getvalue()
+    replace_atomic(run_dir / CONFIG_TREE_FILE, lambda temporary: Path(temporary).write_text(text))
     if not quiet:
         Console().print(tree)
 

@@ -20,7 +20,7 @@ def mlflow_metric_name(name: str) -> str:
 
 
 class MLflowLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger, with metric names that keep their cut-off: val/recall@10 -> val/recall_at_10."""
+    """Lightning's MLFlowLogger, with names that keep their cut-off: val/recall@10 -> val/recall_at_10."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log under MLflow-safe names."""
@@ -55,7 +55,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as `{"model.embedding_dim": 64, ...}`: the keys one overrides on the command line."""
+    """The resolved config as `{"model.embedding_dim": 64, ...}`: keys as one overrides them."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
