@@ -160,7 +160,8 @@ def test_sweep_jobs_are_quiet_but_keep_their_config_tree(tmp_path):
         assert shown not in output, shown
 
 
-def test_quiet_setting(tmp_path):
+@pytest.mark.slow
+def test_quiet_setting():
     from recfit.config import compose
     from recfit.training.console import is_quiet
 

@@ -58,8 +58,11 @@ def show_config(cfg: DictConfig, run_dir: Path, quiet: bool) -> None:
         Console().print(tree)
 
 
-def progress_bar(cfg: DictConfig, quiet: bool) -> tuple[list[pl.Callback], bool]:
-    """The callbacks and the Trainer's `enable_progress_bar`: a rich bar with live metrics, or none."""
-    if quiet or not cfg.trainer.enable_progress_bar:
-        return [], False
-    return [RichProgressBar(leave=True)], True
+def trainer_display(cfg: DictConfig, quiet: bool) -> tuple[list[pl.Callback], dict[str, bool]]:
+    """Callbacks and Trainer arguments for the terminal: a rich bar with live metrics, or, when quiet,
+    neither a bar nor the model summary."""
+    if quiet:
+        return [], {"enable_progress_bar": False, "enable_model_summary": False}
+    if not cfg.trainer.enable_progress_bar:
+        return [], {"enable_progress_bar": False}
+    return [RichProgressBar(leave=True)], {"enable_progress_bar": True}

@@ -291,14 +291,14 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
         )
-    bar, show_bar = console.progress_bar(cfg, quiet)
+    display_callbacks, display = console.trainer_display(cfg, quiet)
     loggers = build_loggers(cfg, run_dir)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=callbacks + bar,
+        callbacks=callbacks + display_callbacks,
         logger=loggers,
         default_root_dir=str(run_dir),
-        enable_progress_bar=show_bar,
+        **display,
     )
     log_config(loggers, cfg, run_dir)
     if record["parameters"]["trainable"]:
