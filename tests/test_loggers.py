@@ -21,11 +21,14 @@ TINY = [
     "trainer.log_every_n_steps=2",
 ]
 ALL_LOGGERS = "logger=[csv,tensorboard,mlflow,wandb]"
+# a logger of the user's own, added on the command line: any Lightning logger class taking save_dir
+OWN_LOGGER = ["+logger.mine._target_=lightning.pytorch.loggers.CSVLogger", "+logger.mine.name=mine"]
 
 
 def train(*arguments: str, home: Path) -> subprocess.CompletedProcess:
     """`recfit train` in a fresh process; W&B keeps its caches under `home`, not the user's."""
-    env = {**os.environ, **{f"WANDB_{key}_DIR": str(home / key.lower()) for key in ("CACHE", "CONFIG", "DATA")}}
+    wandb_dirs = {f"WANDB_{key}_DIR": str(home / key.lower()) for key in ("CACHE", "CONFIG", "DATA")}
+    env = {**os.environ, **wandb_dirs}
     return subprocess.run(
         [sys.executable, "-m", "recfit", "train", *arguments],
         capture_output=True,
@@ -40,7 +43,7 @@ def train(*arguments: str, home: Path) -> subprocess.CompletedProcess:
 def logged_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """One single run with all four loggers: (outputs folder, run folder, the finished process)."""
     outputs = tmp_path_factory.mktemp("outputs")
-    result = train(*TINY, ALL_LOGGERS, f"paths.output_dir={outputs}", home=outputs.parent)
+    result = train(*TINY, ALL_LOGGERS, *OWN_LOGGER, f"paths.output_dir={outputs}", home=outputs.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (outputs / "runs" / "quickstart").iterdir()
     return outputs, run_dir, result
@@ -134,6 +137,13 @@ def test_csv_curves_stay_in_the_run_folder(logged_run):
 
 
 @pytest.mark.slow
+def test_a_logger_of_ones_own_writes_into_the_run_folder(logged_run):
+    _, run_dir, _ = logged_run
+    (curves,) = (run_dir / "mine").glob("version_*/metrics.csv")
+    assert curves.read_text() == (run_dir / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
 def test_terminal_shows_config_tree_progress_bar_and_metrics_table(logged_run):
     _, run_dir, result = logged_run
     tree = (run_dir / "config_tree.txt").read_text()
@@ -145,7 +155,8 @@ def test_terminal_shows_config_tree_progress_bar_and_metrics_table(logged_run):
     assert "recfit run completed" in result.stdout
     assert f"run folder: {run_dir}" in result.stdout
     ndcg = final_metrics(run_dir)["test/ndcg@10"]
-    assert any(line.split()[1:2] == ["ndcg@10"] and f"{ndcg:.4f}" in line for line in result.stdout.splitlines())
+    rows = [line for line in result.stdout.splitlines() if line.split()[1:2] == ["ndcg@10"]]
+    assert len(rows) == 1 and f"{ndcg:.4f}" in rows[0]
 
 
 @pytest.mark.slow
@@ -178,7 +189,7 @@ BAD_LOGGERS = [
         ["logger=[csv,mlflow]", "logger.mlflow.tracking_urii=x"],
         "unknown config key 'logger.mlflow.tracking_urii' (did you mean 'logger.mlflow.tracking_uri'?)",
     ),
-    (["logger=wandb", "logger.wandb.offline=maybe"], "logger.wandb.offline: Value 'maybe' is not a valid bool"),
+    (["logger=wandb", "logger.wandb.offline=maybe"], "logger.wandb.offline: Value 'maybe' is not a valid"),
     (["quiet=sometimes"], "quiet: Value 'sometimes' is not a valid bool"),
 ]
 
