@@ -92,6 +92,8 @@ def log_config(loggers: list[Logger], cfg: DictConfig, run_dir: Path) -> None:
 def close_loggers(loggers: list[Logger]) -> None:
     """Finish what Lightning leaves open: a W&B run stays active (and would swallow the next run's
     logging in the same process) until it is finished."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish()
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
