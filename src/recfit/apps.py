@@ -49,6 +49,7 @@ def train_app(cfg: DictConfig) -> float | None:
         record_failure(cfg, run_dir, error)
         return _report_failure(error, in_sweep)
     from recfit.report import print_metrics
+    from recfit.training.console import is_quiet
     from recfit.training.run import train
 
     try:
@@ -60,7 +61,8 @@ def train_app(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed: %s", error)
         return None
-    print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
+    if not is_quiet(cfg):
+        print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
     return result.metrics.get(f"val/{cfg.task.metric}")
 
 

@@ -56,11 +56,13 @@ def _first_line(text: str) -> str:
 
 
 def _missing_option_message(error: MissingConfigException) -> str:
-    options = [name for name in error.options or [] if not name.endswith(SCHEMA_SUFFIX)]
     missing = (error.missing_cfg_file or "").strip("/")
     group, _, option = missing.rpartition("/")
     if not group:
         return _first_line(str(error))
+    # Hydra lists no options when the bad one is inside a list (logger=[csv,mlfow]): list them here
+    found = error.options or list_options().get(group, [])
+    options = [name for name in found if not name.endswith(SCHEMA_SUFFIX)]
     message = f"unknown option '{option}' for '{group}'"
     close = difflib.get_close_matches(option, options, n=1)
     if close:

@@ -275,6 +275,53 @@ class TrainerConfig:
 
 
 @dataclass
+class CSVLoggerConfig:
+    _target_: str = "lightning.pytorch.loggers.CSVLogger"
+    name: str = ""  # sub-folder of the run folder ("" = metrics.csv in the run folder itself)
+    version: str = ""  # version sub-folder ("" = none)
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "lightning.pytorch.loggers.TensorBoardLogger"
+    name: str = "tensorboard"  # sub-folder of the run folder holding the event files
+    version: str = ""  # version sub-folder ("" = none)
+    default_hp_metric: bool = False  # no placeholder hp_metric=-1 in the HPARAMS tab
+    log_graph: bool = False  # trace the model graph into the event file
+
+
+@dataclass
+class MLflowLoggerConfig:
+    _target_: str = "recfit.training.loggers.MLflowLogger"
+    tracking_uri: str = MISSING  # where runs are recorded (a database URL or a tracking server)
+    experiment_name: str = MISSING  # the MLflow experiment the run belongs to
+    run_name: str | None = None  # null: the run folder's name
+    artifact_location: str | None = None  # artifact root of a newly created experiment
+    tags: dict[str, str] = field(default_factory=dict)  # extra tags on the MLflow run
+    log_model: bool = False  # also upload checkpoints as artifacts
+
+
+@dataclass
+class WandbLoggerConfig:
+    _target_: str = "lightning.pytorch.loggers.WandbLogger"
+    project: str = MISSING  # the W&B project
+    name: str | None = None  # null: the run folder's name
+    offline: bool = True  # record locally (no account); `wandb sync` uploads later
+    entity: str | None = None  # W&B team or user (online only)
+    log_model: bool = False  # also upload checkpoints as artifacts
+
+
+@dataclass
+class LoggersConfig:
+    """The Lightning loggers of a run: each `logger=` option fills its own key, the others stay null."""
+
+    csv: CSVLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
+    mlflow: MLflowLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
+
+
+@dataclass
 class TrainConfig:
     experiment_name: str = "default"  # names the run folder: outputs/runs/<experiment_name>/...
     seed: int = 42  # seeds Python, NumPy and torch for training
@@ -288,12 +335,13 @@ class TrainConfig:
     optimizer: OptimizerConfig = MISSING
     scheduler: SchedulerConfig = MISSING
     trainer: TrainerConfig = MISSING
-    logger: dict[str, Any] = field(default_factory=dict)  # Lightning loggers by name
+    logger: LoggersConfig = field(default_factory=LoggersConfig)  # Lightning loggers by name
     test: bool = True  # evaluate the best checkpoint on the test split after training
     early_stopping_patience: int = 0  # validations without improvement before stopping (0 = never)
     checkpoint_every_n_steps: int = 50  # write last.ckpt this often, mid-epoch too (0 = each epoch's end)
     resume: str | None = None  # auto: continue the newest unfinished run of this experiment
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
+    quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
 
 
 # Schema entries in the ConfigStore end with this; they are not options a user picks.

@@ -7,6 +7,7 @@ a data path that does not exist). Every failure is one ConfigError line.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -52,6 +53,9 @@ BINARY_METRICS = ("auc", "gauc", "logloss", "accuracy", "f1")
 CLASSIFICATION_METRICS = ("accuracy", "f1")
 
 FREEZE_WORDS = ("none", "all", "embeddings")
+
+# The optional loggers and the package each needs (`pip install "recfit[loggers]"` brings all three).
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def metric_names(task: TaskName, loss: LossName, topk: list[int]) -> list[str]:
@@ -105,6 +109,13 @@ def validate(cfg: DictConfig) -> None:
     check_balance(cfg)
     _check_numbers(cfg)
     _check_paths(cfg)
+    _check_logger_packages(cfg)
+
+
+def _check_logger_packages(cfg: DictConfig) -> None:
+    for name, package in LOGGER_PACKAGES.items():
+        if cfg.logger.get(name) is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger={name} needs the {package} package: pip install 'recfit[loggers]'")
 
 
 def _check_required(cfg: DictConfig) -> None:

@@ -31,8 +31,9 @@ from recfit.models.backbone import load_backbone
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
-from recfit.training import run_info
+from recfit.training import console, run_info
 from recfit.training.class_weights import class_weights
+from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
@@ -266,6 +267,8 @@ def _join_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
+    quiet = console.is_quiet(cfg)
+    console.show_config(cfg, run_dir, quiet)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
     module, datamodule = built.module, built.datamodule
@@ -297,10 +300,16 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
         )
-    loggers = [instantiate(logger, save_dir=str(run_dir)) for logger in cfg.logger.values()]
+    display_callbacks, display = console.trainer_display(cfg, quiet)
+    loggers = build_loggers(cfg, run_dir)
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir)
+        cfg.trainer,
+        callbacks=callbacks + display_callbacks,
+        logger=loggers,
+        default_root_dir=str(run_dir),
+        **display,
     )
+    log_config(loggers, cfg, run_dir)
     if record["parameters"]["trainable"]:
         if cfg.ckpt_path:
             _check_checkpoint(cfg.ckpt_path, module)
@@ -326,6 +335,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
             metrics.update(result)
         if trainer.is_global_zero:
             write_parquet_atomic(run_dir / PER_USER_FILE, module.per_user_table())
+    close_loggers(loggers)
     return clean_metrics(metrics)
 
 
