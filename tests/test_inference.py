@@ -90,6 +90,8 @@ def test_train_returns_metrics_and_run_folder(trained):
 def test_train_refuses_a_bad_config_in_one_line(outputs):
     with pytest.raises(RecfitError, match="unknown option 'bertt' for 'backbone'"):
         recfit.train(overrides=["backbone=bertt", f"paths.output_dir={outputs}"])
+    with pytest.raises(RecfitError, match="recfit.train starts new runs only"):
+        recfit.train(overrides=["resume=auto", f"paths.output_dir={outputs}"])
 
 
 def test_load_run_gives_config_metrics_model_and_datamodule(trained, loaded):
@@ -105,6 +107,13 @@ def test_load_run_gives_config_metrics_model_and_datamodule(trained, loaded):
     saved = torch.load(trained.run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     for name, tensor in loaded.module.state_dict().items():
         assert torch.equal(tensor, saved[name]), name
+
+
+def test_usage_lists_the_commands(capsys):
+    code, out, _ = run_cli(capsys)
+    assert code == 0
+    for command in ("eval RUN_DIR", "recommend RUN_DIR --user ID", "embed RUN_DIR --items"):
+        assert command in out
 
 
 def test_import_recfit_and_its_api_import_no_torch():
@@ -319,6 +328,26 @@ def test_cross_encoder_token_attributions(cross_encoder_run, capsys):
         assert abs(explanation["gap"]) <= 0.05 * abs(item["score"] - explanation["baseline_score"]) + 1e-3
     code, _, err = run_cli(capsys, "embed", str(cross_encoder_run), "--items")
     assert_one_line_error(code, err, "a cross_encoder model has no item vectors")
+
+
+@pytest.fixture(scope="module")
+def frozen_run(outputs) -> TrainResult:
+    """A two-tower whose backbone is frozen: item features are cached once, batches carry ids only."""
+    return recfit.train(overrides=[*TINY, "backbone.freeze=all", f"paths.output_dir={outputs}"])
+
+
+def test_frozen_backbone_run_evaluates_exactly_and_transfers(frozen_run, outputs, capsys):
+    for overrides in ([], OTHER_CATALOGUE):
+        before = eval_folders(outputs)
+        code, _, err = run_cli(capsys, "eval", str(frozen_run.run_dir), *overrides)
+        assert code == 0, err
+        (folder,) = eval_folders(outputs) - before
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["status"] == "completed"
+        if not overrides:
+            assert record["metrics"] == {k: v for k, v in frozen_run.metrics.items() if k.startswith("test/")}
+    other = recfit.load_run(frozen_run.run_dir, OTHER_CATALOGUE)
+    assert len(other.recommender.cached_features) == other.data.num_items == 50
 
 
 # ---- bad input ------------------------------------------------------------------------------------

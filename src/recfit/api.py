@@ -56,6 +56,8 @@ def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
     overrides = list(overrides)
     if any(o in ("-m", "--multirun") or o.startswith("--") for o in overrides):
         raise RecfitError("recfit.train runs one job: pass key=value overrides only (no -m or flags)")
+    if any(o.startswith(("resume=", "ckpt_path=", "hydra.run.dir=")) for o in overrides):
+        raise RecfitError("recfit.train starts new runs only; resume a run with `recfit train resume=auto`")
     validate(compose(overrides))
     run_dir = _run_dir(overrides)
 

@@ -35,17 +35,21 @@ def _run_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 def eval_command(arguments: list[str]) -> int:
     """`recfit eval RUN_DIR [key=value ...]`."""
-    parser = _Parser(prog="recfit eval", description="Test a run's best checkpoint into a new folder.")
+    parser = _Parser(
+        prog="recfit eval",
+        usage="recfit eval RUN_DIR [key=value ...]",
+        description="Test a run's best checkpoint (or on another data set / split) into a new folder.",
+    )
     _run_dir_argument(parser)
-    parser.add_argument("overrides", nargs="*", help="key=value: another data set, split or candidates")
     try:
-        options = parser.parse_args(arguments)
-        bad = [o for o in options.overrides if "=" not in o]
+        options, overrides = parser.parse_known_args(arguments)
+        bad = [o for o in overrides if o.startswith("-") or "=" not in o]
         if bad:
-            raise RecfitError(f"recfit eval: overrides are key=value, got '{bad[0]}'")
+            shown = " ".join(bad)
+            raise RecfitError(f"recfit eval: unrecognized arguments: {shown} (overrides are key=value)")
         from recfit.inference.evaluate import evaluate
 
-        result = evaluate(options.run_dir, options.overrides)
+        result = evaluate(options.run_dir, overrides)
     except RecfitError as error:
         return _fail(error)
     from recfit.report import print_metrics
