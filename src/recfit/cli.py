@@ -12,6 +12,9 @@ commands:
   compare   compare DIR... [options]: one table of runs, mean +- std, paired significance, plots
   validate  validate [key=value ...] [-m]: compose and check a run, or every job of a sweep; load nothing
   rerun     rerun RUN_DIR [key=value ...]: run again from a run folder's overrides, into a new folder
+  eval      eval RUN_DIR [key=value ...]: test a run's best checkpoint (or on other data) into a new folder
+  recommend recommend RUN_DIR --user ID [--k 10] [--explain] [--format json]: a user's top-k unseen items
+  embed     embed RUN_DIR --items [--output FILE]: export item vectors to Parquet
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
@@ -131,12 +134,26 @@ def _rerun(arguments: list[str]) -> None:
     _train([*overrides, *arguments[1:]])
 
 
+def _inference(name: str):
+    """`eval`, `recommend`, `embed`: parsed and run by recfit.inference.cli."""
+
+    def command(arguments: list[str]) -> None:
+        from recfit.inference import cli
+
+        raise SystemExit(getattr(cli, f"{name}_command")(arguments))
+
+    return command
+
+
 COMMANDS = {
     "train": _train,
     "sweep": _sweep,
     "compare": _compare,
     "validate": _validate,
     "rerun": _rerun,
+    "eval": _inference("eval"),
+    "recommend": _inference("recommend"),
+    "embed": _inference("embed"),
 }
 
 

@@ -109,6 +109,9 @@ def _recode(data: RecData, frame: pd.DataFrame) -> RecData:
         "item_text": None if data.item_text is None else [data.item_text[i] for i in kept_items],
         "item_images": None if data.item_images is None else data.item_images[kept_items],
         "user_text": None if data.user_text is None else [data.user_text[u] for u in kept_users],
+        "user_ids": kept_users if data.user_ids is None else data.user_ids[kept_users],
+        "item_ids": kept_items if data.item_ids is None else data.item_ids[kept_items],
+        "item_titles": None if data.item_titles is None else [data.item_titles[i] for i in kept_items],
     }
     # Side-feature tables (one row per code) are subset the same way, when the data set has them.
     for field, kept in (("user_features", kept_users), ("item_features", kept_items)):

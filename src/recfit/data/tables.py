@@ -23,6 +23,8 @@ class RecData:
     user_features / item_features: side information for feature-based models (e.g. age, genres);
         object or category columns are categorical, numeric and bool columns are numeric.
     label_names: class names for `label` (text classification).
+    user_ids / item_ids: the raw id of each code as the source files spell it (None: the code is the id),
+        so `recfit recommend --user ID` takes the data set's own ids; item_titles: short display names.
     """
 
     name: str
@@ -36,6 +38,9 @@ class RecData:
     user_features: pd.DataFrame | None = None  # one row per user code: categorical or numeric columns
     item_features: pd.DataFrame | None = None  # one row per item code: categorical or numeric columns
     skipped_rows: dict[str, int] = field(default_factory=dict)  # dataset.on_bad_rows=skip: reason -> rows
+    user_ids: np.ndarray | None = None  # raw id per user code
+    item_ids: np.ndarray | None = None  # raw id per item code
+    item_titles: list[str] | None = None  # display name per item code (None: item_text)
 
     def __post_init__(self) -> None:
         frame = self.interactions

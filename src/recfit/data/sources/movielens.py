@@ -125,6 +125,9 @@ def read_movielens_100k(
         num_items=len(items),
         item_text=item_text,
         user_text=user_text,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        item_titles=[str(title) for title in items["title"]],
     )
 
 
@@ -172,6 +175,9 @@ def read_movielens_1m(path: str | None = None, download_dir: str = "data") -> Re
         num_items=len(movies),
         item_text=item_text,
         user_text=user_text,
+        user_ids=user_ids.to_numpy(),
+        item_ids=item_ids.to_numpy(),
+        item_titles=[str(title) for title in movies["title"]],
     )
 
 

@@ -62,6 +62,8 @@ def read_recbole_atomic(path: str, name: str | None = None, text_fields: list[st
         num_items=len(item_ids),
         item_text=None if items is None else _item_text(items, item_types, text_fields, item_file),
         user_text=None if users is None else _user_text(users),
+        user_ids=user_ids.to_numpy(),
+        item_ids=item_ids.to_numpy(),
     )
 
 
@@ -102,6 +104,8 @@ def read_amazon_games(path: str) -> RecData:
         num_users=len(user_ids),
         num_items=len(item_ids),
         item_text=[html.unescape(title) for title in items["title"]],
+        user_ids=user_ids.to_numpy(),
+        item_ids=item_ids.to_numpy(),
     )
 
 

@@ -1,0 +1,166 @@
+"""Load a finished run back: its config, its record, the model with the best weights, and its data.
+
+The model is rebuilt by `recfit.training.run.build` from the run's own overrides (plus any new ones), so
+loading never duplicates how a run is assembled; the weights come from `checkpoints/best.ckpt`, read
+with `weights_only=True`. On another catalogue (a different data set or filter) only the parts that
+do not name users or items by ID are loaded (see `recfit.inference.transfer`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from recfit.errors import ConfigError, DataError, RecfitError
+
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT = "best.ckpt"
+# Dataset keys that change how data is served, not which users and items exist.
+SERVING_KEYS = ("batch_size", "eval_batch_size", "num_workers", "split_seed")
+# Groups an evaluation may not change: the model it evaluates is the one that was trained.
+FIXED_GROUPS = ("model", "backbone", "loss")
+
+
+@dataclass
+class LoadedRun:
+    """A run folder brought back to life."""
+
+    run_dir: Path
+    cfg: DictConfig  # the run's config, with any new overrides applied
+    overrides: list[str]  # the run's own overrides followed by the new ones
+    record: dict[str, Any]  # the run's metrics.json
+    checkpoint: Path
+    module: Any  # RecModule with the best weights, in eval mode
+    datamodule: Any  # RecDataModule of `cfg`
+    data: Any  # RecData of `cfg` (after filtering)
+    protocol: str
+    transfer: str | None  # None on the run's own catalogue, else what was (not) carried over
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """The run's own final metrics (from metrics.json)."""
+        return self.record.get("metrics") or {}
+
+    @property
+    def recommender(self) -> Any:
+        return self.module.recommender
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """metrics.json of a completed run that has a best checkpoint, or one line saying why not."""
+    if not run_dir.is_dir():
+        raise RecfitError(f"no such run folder: {run_dir}")
+    path = run_dir / METRICS_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecfitError(f"{run_dir} is not a run folder (no {METRICS_FILE})") from None
+    except (OSError, ValueError) as error:
+        raise RecfitError(f"cannot read {path}: {error}") from None
+    status = record.get("status")
+    if status != "completed":
+        error = f": {record['error']}" if record.get("error") else ""
+        raise RecfitError(f"run {run_dir} did not complete (status {status}{error}); nothing to load")
+    return record
+
+
+def best_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
+    """checkpoints/best.ckpt of the run, looked up inside the folder (so a moved folder still loads)."""
+    recorded = record.get("best_checkpoint")
+    path = run_dir / CHECKPOINT_DIR / (Path(recorded).name if recorded else BEST_CHECKPOINT)
+    if not path.is_file():
+        raise RecfitError(f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing)")
+    return path
+
+
+def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictConfig, list[str]]:
+    """(the run's config, the config with `overrides` on top, all overrides), composed and validated."""
+    from recfit.config import compose, validate
+    from recfit.config.rerun import saved_overrides
+
+    saved = saved_overrides(run_dir)
+    original = compose(saved)
+    combined = [*without_replaced_groups(saved, overrides), *overrides]
+    cfg = compose(combined)
+    for group in FIXED_GROUPS:
+        if OmegaConf.to_container(cfg[group]) != OmegaConf.to_container(original[group]):
+            raise ConfigError(
+                f"'{group}' cannot change when using a trained model (it is what was trained); "
+                f"use `recfit rerun {run_dir} ...` to train another"
+            )
+    if cfg.task.name != original.task.name:
+        raise ConfigError(f"task.name cannot change from '{original.task.name.value}' for a trained model")
+    validate(cfg)
+    return original, cfg, combined
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def without_replaced_groups(saved: list[str], overrides: list[str]) -> list[str]:
+    """The saved overrides, less the keys of any group the new overrides switch to another option.
+
+    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.num_users=40`
+    no longer applies (the new option has no such key).
+    """
+    switched = {_key(o) for o in overrides if "." not in _key(o)}
+    return [o for o in saved if _key(o).split(".", 1)[0] not in switched or "." not in _key(o)]
+
+
+def same_catalogue(original: DictConfig, cfg: DictConfig) -> bool:
+    """True when both configs read the same users and items with the same codes."""
+
+    def identity(dataset: DictConfig) -> dict:
+        keys = OmegaConf.to_container(dataset, resolve=True)
+        return {k: v for k, v in keys.items() if k not in SERVING_KEYS}
+
+    return identity(original.dataset) == identity(cfg.dataset)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The state dict of a Lightning checkpoint, read with weights_only=True (no code runs)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:  # torch raises many kinds for a truncated or foreign file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot load checkpoint {path}: {message}") from None
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRun:
+    """Rebuild a completed run's model, data and best weights; `overrides` may point it at other data."""
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    checkpoint = best_checkpoint(run_dir, record)
+    original, cfg, combined = run_config(run_dir, list(overrides))
+
+    import lightning.pytorch as pl
+
+    from recfit.inference.transfer import load_weights
+    from recfit.training.run import build
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as training did: same random init
+    built = build(cfg)
+    transfer = load_weights(
+        built, load_state(checkpoint), checkpoint, same_catalogue(original, cfg), cfg.model.name.value
+    )
+    built.module.eval()
+    return LoadedRun(
+        run_dir=run_dir,
+        cfg=cfg,
+        overrides=combined,
+        record=record,
+        checkpoint=checkpoint,
+        module=built.module,
+        datamodule=built.datamodule,
+        data=built.data,
+        protocol=built.protocol,
+        transfer=transfer,
+    )

@@ -1,0 +1,155 @@
+"""`recfit eval`, `recfit recommend`, `recfit embed`: argument parsing and terminal output.
+
+Each command returns its exit code: 0, or 2 with one line `recfit: error: ...` on stderr for bad
+input (a missing or failed run, no checkpoint, an unknown user, k < 1, a model that cannot do it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recfit.errors import RecfitError
+
+EXPLAINED = 3  # history items (or tokens) shown per recommended item
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a RecfitError (one line) instead of its usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise RecfitError(f"{self.prog}: {message}")
+
+
+def _fail(error: RecfitError) -> int:
+    print(f"recfit: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _run_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a completed training run folder")
+
+
+def eval_command(arguments: list[str]) -> int:
+    """`recfit eval RUN_DIR [key=value ...]`."""
+    parser = _Parser(
+        prog="recfit eval",
+        usage="recfit eval RUN_DIR [key=value ...]",
+        description="Test a run's best checkpoint (or on another data set / split) into a new folder.",
+    )
+    _run_dir_argument(parser)
+    try:
+        options, overrides = parser.parse_known_args(arguments)
+        bad = [o for o in overrides if o.startswith("-") or "=" not in o]
+        if bad:
+            shown = " ".join(bad)
+            raise RecfitError(f"recfit eval: unrecognized arguments: {shown} (overrides are key=value)")
+        from recfit.inference.evaluate import evaluate
+
+        result = evaluate(options.run_dir, overrides)
+    except RecfitError as error:
+        return _fail(error)
+    from recfit.report import print_metrics
+
+    if result.record.get("transfer"):
+        print(f"transfer: {result.record['transfer']}")
+    print_metrics(result.metrics, result.eval_dir, result.status, result.record["duration_s"])
+    return 0
+
+
+def _recommend_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="recfit recommend", description="A user's top-k unseen items.")
+    _run_dir_argument(parser)
+    parser.add_argument("--user", required=True, help="the user's id as the data set's files spell it")
+    parser.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    parser.add_argument("--explain", action="store_true", help="what drove each score")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def recommend_command(arguments: list[str]) -> int:
+    """`recfit recommend RUN_DIR --user ID [--k 10] [--explain] [--format table|json]`."""
+    try:
+        options = _recommend_parser().parse_args(arguments)
+        if options.k < 1:
+            raise RecfitError(f"--k must be at least 1, got {options.k}")
+        from recfit.inference.checkpoint import load_run, read_record
+
+        read_record(options.run_dir)  # a bad folder is refused before torch is imported
+        loaded = load_run(options.run_dir)
+        from recfit.inference.recommend import recommend, user_code
+
+        items = recommend(loaded, options.user, options.k)
+        explanations = None
+        if options.explain:
+            from recfit.inference.explain import explain
+
+            code = user_code(loaded.data, options.user)
+            explanations = explain(loaded, code, [item.item_code for item in items])
+    except RecfitError as error:
+        return _fail(error)
+    if options.format == "json":
+        print(json.dumps(_as_json(options.user, items, explanations), indent=2))
+    else:
+        _print_table(options.user, items, explanations)
+    return 0
+
+
+def _as_json(user: str, items: list[Any], explanations: list[Any] | None) -> dict[str, Any]:
+    rows = [item.as_dict() for item in items]
+    for row, explanation in zip(rows, explanations or [], strict=False):
+        row["explanation"] = {
+            "method": explanation.method,
+            "contributions": [vars(c) for c in explanation.contributions],
+            "remainder": explanation.remainder,
+            **explanation.extra,
+        }
+    return {"user": user, "items": rows}
+
+
+def _print_table(user: str, items: list[Any], explanations: list[Any] | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"top {len(items)} for user {user} (seen items excluded)")
+    for column, justify in (("rank", "right"), ("item", "left"), ("score", "right"), ("title", "left")):
+        table.add_column(column, justify=justify)
+    if explanations:
+        table.add_column(f"top {EXPLAINED} contributions (+ remainder)")
+    for index, item in enumerate(items):
+        cells = [str(item.rank), item.item_id, f"{item.score:.4f}", item.title or ""]
+        if explanations:
+            explanation = explanations[index]
+            parts = [f"{c.title or c.name}: {c.value:+.4f}" for c in explanation.top(EXPLAINED)] + [
+                f"remainder {explanation.remainder:+.4f}"
+            ]
+            cells.append("\n".join(parts))
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    if explanations:
+        console.print(f"explanation: {explanations[0].method}", soft_wrap=True, highlight=False)
+
+
+def embed_command(arguments: list[str]) -> int:
+    """`recfit embed RUN_DIR --items [--output FILE]`."""
+    parser = _Parser(prog="recfit embed", description="Export item vectors to Parquet.")
+    _run_dir_argument(parser)
+    parser.add_argument("--items", action="store_true", required=True, help="export item vectors")
+    parser.add_argument("--output", type=Path, help="Parquet file (default RUN_DIR/embeddings/items.parquet)")
+    try:
+        options = parser.parse_args(arguments)
+        from recfit.inference.checkpoint import load_run, read_record
+
+        read_record(options.run_dir)
+        from recfit.inference.embed import default_output, export_item_vectors
+
+        loaded = load_run(options.run_dir)
+        path = export_item_vectors(loaded, options.output or default_output(options.run_dir))
+    except RecfitError as error:
+        return _fail(error)
+    print(f"{loaded.data.num_items:,} item vectors written to {path}")
+    return 0

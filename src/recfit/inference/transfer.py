@@ -1,0 +1,114 @@
+"""Put a run's trained weights into a freshly built model, on its own catalogue or on another one.
+
+On the run's own catalogue every weight loads, strictly. On another catalogue (zero-shot transfer
+through content) user and item codes mean different people and things, so:
+
+- cross_encoder: everything transfers (backbone and head read text only).
+- two_tower: the backbone and projection transfer. The item ID embedding is set to zero, so every
+  item of the new catalogue is scored from its content alone, exactly as a cold item is in training.
+  The user ID embedding cannot transfer: each new user's vector is folded in as the mean of the item
+  vectors of the items they interacted with in the new data's train and validation splits (a
+  content-based user; a user with no such history gets the zero vector and a tie over all items).
+  User and item biases (rating, ctr) are zeroed; the global bias is kept.
+- mf, lr, popularity: they know users and items by ID only; transfer is refused in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recfit.data.tables import ITEM, USER
+from recfit.errors import ConfigError, DataError
+
+# Parameters of a two-tower model that name users or items by code.
+ID_PARAMETERS = (
+    "recommender.user_embedding.weight",
+    "recommender.item_embedding.weight",
+    "recommender.user_bias.weight",
+    "recommender.item_bias.weight",
+)
+CONTENT_MODELS = ("two_tower", "cross_encoder")
+
+
+def _check_fit(path: Path, module: torch.nn.Module, state: dict[str, Any], skip: tuple[str, ...]) -> None:
+    """Refuse, in one line, a checkpoint whose weights do not fit this model."""
+    for name, tensor in module.state_dict().items():
+        if name in skip:
+            continue
+        if name not in state or state[name].shape != tensor.shape:
+            found = "missing" if name not in state else tuple(state[name].shape)
+            raise DataError(
+                f"checkpoint {path} does not fit this model: {name} is {found}, needs {tuple(tensor.shape)}"
+            )
+
+
+def refresh_cached_features(built: Any) -> None:
+    """A frozen two-tower caches backbone outputs when built: recompute them with the loaded backbone."""
+    from recfit.data.datamodule import BatchInputs
+
+    recommender, datamodule = built.module.recommender, built.datamodule
+    if getattr(recommender, "cached_features", torch.empty(0)).numel() == 0:
+        return
+    inputs = datamodule.inputs
+    datamodule.inputs = BatchInputs.item_content
+    recommender.cached_features = torch.empty(0)
+    recommender.cache_item_features(datamodule.item_batches(datamodule.eval_batch_size))
+    datamodule.inputs = inputs
+
+
+def load_weights(
+    built: Any, state: dict[str, Any], path: Path, same_catalogue: bool, model: str
+) -> str | None:
+    """Load `state` into `built.module`; returns None on the own catalogue, else what transferred."""
+    module = built.module
+    if same_catalogue:
+        _check_fit(path, module, state, ())
+        module.load_state_dict(state, strict=False)  # metric states are not saved; all weights are checked
+        refresh_cached_features(built)
+        return None
+    if model not in CONTENT_MODELS:
+        raise ConfigError(
+            f"a {model} model knows users and items by ID only: it cannot be evaluated on another "
+            "data set (use two_tower or cross_encoder for zero-shot transfer)"
+        )
+    if model == "cross_encoder":
+        _check_fit(path, module, state, ())
+        module.load_state_dict(state, strict=False)
+        return "cross_encoder: all weights transfer (it reads text only)"
+    _check_fit(path, module, state, ID_PARAMETERS)
+    content_only = {k: v for k, v in state.items() if k not in ID_PARAMETERS}
+    module.load_state_dict(content_only, strict=False)
+    refresh_cached_features(built)
+    recommender = module.recommender
+    with torch.no_grad():
+        for name in ("item_embedding", "user_bias", "item_bias"):
+            layer = getattr(recommender, name, None)
+            if layer is not None:
+                layer.weight.zero_()
+        recommender.user_embedding.weight.copy_(fold_in_users(built))
+    return (
+        "two_tower: backbone and projection transferred; item ID embedding zeroed (content only); "
+        "user vectors folded in as the mean of their train+val item vectors"
+    )
+
+
+@torch.no_grad()
+def fold_in_users(built: Any) -> torch.Tensor:
+    """[num_users, dim]: each user's mean item vector over their train and validation interactions."""
+    recommender, datamodule = built.module.recommender, built.datamodule
+    was_training = recommender.training
+    recommender.eval()
+    items = recommender.catalogue_vectors(datamodule.item_batches(datamodule.eval_batch_size))
+    recommender.train(was_training)
+    history = pd.concat([datamodule.splits.train, datamodule.splits.val])
+    users = torch.from_numpy(np.array(history[USER], dtype=np.int64))  # a copy: writable, no warning
+    codes = torch.from_numpy(np.array(history[ITEM], dtype=np.int64))
+    num_users = recommender.user_embedding.num_embeddings
+    sums = torch.zeros(num_users, items.shape[1]).index_add_(0, users, items[codes])
+    counts = torch.bincount(users, minlength=num_users).clamp(min=1)
+    return sums / counts[:, None]

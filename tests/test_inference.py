@@ -1,0 +1,397 @@
+"""Using a trained model: `recfit eval`, `recommend` (--explain), `embed`, and the Python API.
+
+One tiny two-tower run (tiny BERT, synthetic data, 1 epoch) is trained once through `recfit.train`
+and shared by every test; a tiny mf run and a tiny cross-encoder run serve the cases only they cover.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import recfit
+from conftest import tree_digest
+from recfit.api import TrainResult
+from recfit.cli import main
+from recfit.errors import RecfitError
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "backbone=tiny_bert",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "dataset.num_users=40",
+    "dataset.num_items=60",
+    "dataset.interactions_per_user=8",
+]
+OTHER_CATALOGUE = ["dataset.seed=7", "dataset.num_items=50", "split=cold_item"]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def trained(outputs) -> TrainResult:
+    """The shared two-tower run, trained through the Python API."""
+    return recfit.train(overrides=[*TINY, f"paths.output_dir={outputs}"])
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    return recfit.load_run(trained.run_dir)
+
+
+def run_cli(capsys, *arguments: str) -> tuple[int, str, str]:
+    """`recfit <arguments>` in this process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main(list(arguments))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, expected: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("recfit: error:")]
+    assert len(errors) == 1, err
+    assert expected in errors[0], errors[0]
+
+
+def eval_folders(outputs: Path) -> set[Path]:
+    return {path.parent for path in outputs.glob("evals/*/*/metrics.json")}
+
+
+# ---- the Python API -------------------------------------------------------------------------------
+def test_train_returns_metrics_and_run_folder(trained):
+    assert trained.status == "completed"
+    record = json.loads((trained.run_dir / "metrics.json").read_text())
+    assert trained.metrics == record["metrics"]
+    assert {"val/ndcg@10", "test/ndcg@10"} <= set(trained.metrics)
+    assert (trained.run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (trained.run_dir / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_train_refuses_a_bad_config_in_one_line(outputs):
+    with pytest.raises(RecfitError, match="unknown option 'bertt' for 'backbone'"):
+        recfit.train(overrides=["backbone=bertt", f"paths.output_dir={outputs}"])
+    with pytest.raises(RecfitError, match="recfit.train starts new runs only"):
+        recfit.train(overrides=["resume=auto", f"paths.output_dir={outputs}"])
+
+
+def test_load_run_gives_config_metrics_model_and_datamodule(trained, loaded):
+    from recfit.data.datamodule import RecDataModule
+    from recfit.training.module import RecModule
+
+    assert loaded.cfg.model.name.value == "two_tower"
+    assert loaded.cfg.backbone.model_type == "bert"
+    assert loaded.metrics == trained.metrics
+    assert isinstance(loaded.module, RecModule) and not loaded.module.training
+    assert isinstance(loaded.datamodule, RecDataModule)
+    assert loaded.transfer is None
+    saved = torch.load(trained.run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    for name, tensor in loaded.module.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+
+
+def test_usage_lists_the_commands(capsys):
+    code, out, _ = run_cli(capsys)
+    assert code == 0
+    for command in ("eval RUN_DIR", "recommend RUN_DIR --user ID", "embed RUN_DIR --items"):
+        assert command in out
+
+
+def test_import_recfit_and_its_api_import_no_torch():
+    code = (
+        "import sys, recfit, recfit.api, recfit.cli; recfit.train; recfit.load_run;"
+        "print([m for m in ('torch', 'lightning', 'transformers') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# ---- recfit eval ----------------------------------------------------------------------------------
+def test_eval_reproduces_the_run_test_metrics_into_a_folder_compare_reads(trained, outputs, capsys):
+    before_run = tree_digest(trained.run_dir)
+    before = eval_folders(outputs)
+    code, out, err = run_cli(capsys, "eval", str(trained.run_dir))
+    assert code == 0, err
+    (folder,) = eval_folders(outputs) - before
+    assert folder.parent.parent.name == "evals"
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "completed"
+    assert record["evaluated_run"] == str(trained.run_dir.resolve())
+    expected = {k: v for k, v in trained.metrics.items() if k.startswith("test/")}
+    assert record["metrics"] == expected  # exactly: same weights, same split, same code path
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(folder / "per_user.parquet"), pd.read_parquet(trained.run_dir / "per_user.parquet")
+    )
+    for name in ("config.yaml", "overrides.yaml"):
+        assert (folder / ".hydra" / name).is_file()
+    assert str(folder) in out.replace("\n", "")
+    assert tree_digest(trained.run_dir) == before_run  # the evaluated run is left as it was
+
+    code, out, err = run_cli(capsys, "compare", str(outputs), "--metric", "test/ndcg@10", "--format", "csv")
+    assert code == 0, err
+    table = pd.read_csv(io.StringIO(out))
+    rows = table[table["run"].str.contains(folder.name)]
+    assert len(rows) == 1 and rows["test/ndcg@10"].iloc[0] == pytest.approx(expected["test/ndcg@10"])
+
+
+def test_eval_on_another_catalogue_transfers_through_item_text(trained, outputs, capsys):
+    before = eval_folders(outputs)
+    code, out, err = run_cli(capsys, "eval", str(trained.run_dir), *OTHER_CATALOGUE)
+    assert code == 0, err
+    (folder,) = eval_folders(outputs) - before
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "completed"
+    assert record["transfer"].startswith("two_tower: backbone and projection transferred")
+    assert "cold_item" in record["protocol"]
+    assert 0 <= record["metrics"]["test/ndcg@10"] <= 1
+    assert "split=cold_item" in (folder / ".hydra" / "overrides.yaml").read_text()
+
+    # the transferred model: content weights from the run, no item IDs, users folded in from history
+    other = recfit.load_run(trained.run_dir, OTHER_CATALOGUE)
+    own = recfit.load_run(trained.run_dir)
+    recommender = other.recommender
+    assert torch.equal(recommender.projection[1].weight, own.recommender.projection[1].weight)
+    assert not recommender.item_embedding.weight.any()
+    with torch.no_grad():
+        items = recommender.catalogue_vectors(other.datamodule.item_batches(64))
+    splits = other.datamodule.splits
+    history = pd.concat([splits.train, splits.val])
+    user = int(history["user"].iloc[0])
+    mean = items[history.loc[history["user"] == user, "item"].to_numpy()].mean(0)
+    torch.testing.assert_close(recommender.user_embedding.weight[user], mean)
+
+
+def test_eval_on_movielens_100k_zero_shot(trained, outputs, capsys, ml100k_dir):
+    before = eval_folders(outputs)
+    code, _, err = run_cli(
+        capsys, "eval", str(trained.run_dir), "dataset=movielens_100k", f"dataset.path={ml100k_dir}"
+    )
+    assert code == 0, err
+    (folder,) = eval_folders(outputs) - before
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["transfer"]
+    assert record["data"].startswith("movielens_100k: 100,000 interactions, 943 users, 1,682 items")
+    assert len(pd.read_parquet(folder / "per_user.parquet")) == 943
+
+
+# ---- recfit recommend -----------------------------------------------------------------------------
+def test_recommend_returns_k_unseen_items_with_titles(trained, loaded, capsys):
+    code, out, err = run_cli(
+        capsys, "recommend", str(trained.run_dir), "--user", "3", "--k", "7", "--format", "json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    items = result["items"]
+    assert result["user"] == "3" and len(items) == 7
+    data = loaded.data
+    seen = set(data.interactions.loc[data.interactions["user"] == 3, "item"])
+    assert not seen & {item["item_code"] for item in items}
+    for item in items:
+        assert item["title"] == data.item_text[item["item_code"]]
+        assert item["item_id"] == str(item["item_code"])  # synthetic data: the code is the id
+    scores = [item["score"] for item in items]
+    assert scores == sorted(scores, reverse=True)
+    # the score is the model's own: user vector . item vector
+    recommender = loaded.recommender
+    with torch.no_grad():
+        vectors = recommender.catalogue_vectors(loaded.datamodule.item_batches(64))
+        user = recommender.encode_users(torch.tensor([3]))[0]
+    unseen = [c for c in range(data.num_items) if c not in seen]
+    best = sorted(unseen, key=lambda c: -float(vectors[c] @ user))[:7]
+    assert [item["item_code"] for item in items] == best
+    assert scores == pytest.approx([float(vectors[c] @ user) for c in best], abs=1e-5)
+
+    code, out, err = run_cli(capsys, "recommend", str(trained.run_dir), "--user", "3", "--k", "7")
+    assert code == 0, err
+    assert "top 7 for user 3" in out and data.item_text[best[0]][:15] in out
+
+
+def test_recommend_never_returns_seen_items_for_any_user(loaded):
+    from recfit.inference.recommend import recommend
+
+    data = loaded.data
+    for user in range(0, data.num_users, 4):  # every 4th user: each call scores the whole catalogue
+        seen = set(data.interactions.loc[data.interactions["user"] == user, "item"])
+        codes = [item.item_code for item in recommend(loaded, str(user), 10)]
+        assert len(codes) == 10 and len(set(codes)) == 10
+        assert not seen & set(codes)
+    everything = recommend(loaded, "0", 10_000)  # k beyond the unseen items: all of them, no more
+    assert (
+        len(everything) == data.num_items - data.interactions[data.interactions["user"] == 0].item.nunique()
+    )
+
+
+def test_explain_contributions_add_up_to_the_score(trained, loaded, capsys):
+    arguments = ["recommend", str(trained.run_dir), "--user", "5", "--k", "4", "--explain"]
+    code, out, err = run_cli(capsys, *arguments, "--format", "json")
+    assert code == 0, err
+    train = loaded.datamodule.splits.train
+    history = {str(i) for i in train.loc[train["user"] == 5, "item"]}
+    for item in json.loads(out)["items"]:
+        explanation = item["explanation"]
+        contributions = explanation["contributions"]
+        assert {c["name"] for c in contributions} == history
+        total = sum(c["value"] for c in contributions) + explanation["remainder"]
+        assert total == pytest.approx(item["score"], abs=1e-5)
+        values = [c["value"] for c in contributions]
+        assert values == sorted(values, reverse=True)
+    code, out, err = run_cli(capsys, *arguments)
+    assert code == 0, err
+    assert "remainder" in out and "ridge least-squares decomposition" in out
+
+
+# ---- recfit embed ---------------------------------------------------------------------------------
+def test_embed_exports_every_item_vector(trained, loaded, tmp_path, capsys):
+    target = tmp_path / "vectors.parquet"
+    code, out, err = run_cli(capsys, "embed", str(trained.run_dir), "--items", "--output", str(target))
+    assert code == 0, err
+    frame = pd.read_parquet(target)
+    assert list(frame.columns) == ["item_id", "item_code", "title", "vector"]
+    assert len(frame) == loaded.data.num_items
+    assert frame["item_id"].tolist() == [str(c) for c in range(loaded.data.num_items)]
+    assert frame["title"].tolist() == loaded.data.item_text
+    matrix = np.stack(frame["vector"].to_numpy())
+    assert matrix.shape == (loaded.data.num_items, loaded.cfg.model.embedding_dim)
+    with torch.no_grad():
+        expected = loaded.recommender.catalogue_vectors(loaded.datamodule.item_batches(64)).numpy()
+    np.testing.assert_allclose(matrix, expected, rtol=1e-6, atol=1e-6)
+
+
+# ---- other models ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mf_run(outputs) -> Path:
+    return recfit.train(overrides=[*TINY, "backbone=none", "model=mf", f"paths.output_dir={outputs}"]).run_dir
+
+
+def test_mf_recommends_and_explains_but_cannot_transfer(mf_run, capsys):
+    code, out, err = run_cli(
+        capsys, "recommend", str(mf_run), "--user", "2", "--k", "3", "--explain", "--format", "json"
+    )
+    assert code == 0, err
+    for item in json.loads(out)["items"]:
+        total = (
+            sum(c["value"] for c in item["explanation"]["contributions"]) + item["explanation"]["remainder"]
+        )
+        assert total == pytest.approx(item["score"], abs=1e-5)
+    code, _, err = run_cli(capsys, "eval", str(mf_run), *OTHER_CATALOGUE)
+    assert_one_line_error(code, err, "a mf model knows users and items by ID only")
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_run(outputs) -> Path:
+    overrides = [*TINY, "model=cross_encoder", "task=ctr", "loss=bce", "trainer.limit_train_batches=4"]
+    return recfit.train(overrides=[*overrides, f"paths.output_dir={outputs}"]).run_dir
+
+
+def test_cross_encoder_token_attributions(cross_encoder_run, capsys):
+    arguments = [
+        "recommend",
+        str(cross_encoder_run),
+        "--user",
+        "1",
+        "--k",
+        "2",
+        "--explain",
+        "--format",
+        "json",
+    ]
+    code, out, err = run_cli(capsys, *arguments)
+    assert code == 0, err
+    for item in json.loads(out)["items"]:
+        explanation = item["explanation"]
+        tokens = [c["name"] for c in explanation["contributions"]]
+        assert "[CLS]" in tokens and "[SEP]" in tokens
+        total = sum(c["value"] for c in explanation["contributions"])
+        # completeness of integrated gradients: attributions add up to score - baseline score
+        assert total + explanation["baseline_score"] + explanation["gap"] == pytest.approx(
+            item["score"], abs=1e-5
+        )
+        assert abs(explanation["gap"]) <= 0.05 * abs(item["score"] - explanation["baseline_score"]) + 1e-3
+    code, _, err = run_cli(capsys, "embed", str(cross_encoder_run), "--items")
+    assert_one_line_error(code, err, "a cross_encoder model has no item vectors")
+
+
+@pytest.fixture(scope="module")
+def frozen_run(outputs) -> TrainResult:
+    """A two-tower whose backbone is frozen: item features are cached once, batches carry ids only."""
+    return recfit.train(overrides=[*TINY, "backbone.freeze=all", f"paths.output_dir={outputs}"])
+
+
+def test_frozen_backbone_run_evaluates_exactly_and_transfers(frozen_run, outputs, capsys):
+    for overrides in ([], OTHER_CATALOGUE):
+        before = eval_folders(outputs)
+        code, _, err = run_cli(capsys, "eval", str(frozen_run.run_dir), *overrides)
+        assert code == 0, err
+        (folder,) = eval_folders(outputs) - before
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["status"] == "completed"
+        if not overrides:
+            assert record["metrics"] == {k: v for k, v in frozen_run.metrics.items() if k.startswith("test/")}
+    other = recfit.load_run(frozen_run.run_dir, OTHER_CATALOGUE)
+    assert len(other.recommender.cached_features) == other.data.num_items == 50
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+def test_bad_inputs_give_one_line_and_leave_runs_untouched(trained, outputs, tmp_path, capsys):
+    run = str(trained.run_dir)
+    before = tree_digest(outputs / "runs")
+    broken = tmp_path / "no_checkpoint"
+    shutil.copytree(trained.run_dir, broken, ignore=shutil.ignore_patterns("checkpoints"))
+    failed = tmp_path / "failed"
+    shutil.copytree(trained.run_dir, failed)
+    record = json.loads((failed / "metrics.json").read_text())
+    (failed / "metrics.json").write_text(json.dumps({**record, "status": "failed", "error": "boom"}))
+    cases = [
+        (["eval"], "the following arguments are required: RUN_DIR"),
+        (["recommend", "--user", "1"], "the following arguments are required: RUN_DIR"),
+        (["eval", str(tmp_path / "nowhere")], "no such run folder"),
+        (["eval", str(tmp_path)], "is not a run folder (no metrics.json)"),
+        (["eval", str(broken)], "has no best checkpoint (checkpoints/best.ckpt missing)"),
+        (["recommend", str(failed), "--user", "1"], "did not complete (status failed: boom)"),
+        (["recommend", run, "--user", "nobody"], "unknown user 'nobody' in data set 'synthetic'"),
+        (["recommend", run, "--user", "1", "--k", "0"], "--k must be at least 1, got 0"),
+        (["recommend", run], "the following arguments are required: --user"),
+        (["embed", run], "the following arguments are required: --items"),
+        (["eval", run, "model=mf"], "'model' cannot change when using a trained model"),
+        (["eval", run, "dataset.nope=1"], "unknown config key 'dataset.nope'"),
+        (["eval", run, "--bogus"], "unrecognized arguments: --bogus"),
+    ]
+    evals = eval_folders(outputs)
+    for arguments, expected in cases:
+        code, _, err = run_cli(capsys, *arguments)
+        assert_one_line_error(code, err, expected)
+    assert tree_digest(outputs / "runs") == before
+    assert eval_folders(outputs) == evals  # no evaluation folder for a refused evaluation
+
+
+def test_readers_keep_raw_ids_and_titles(ml100k_dir):
+    from recfit.data.filters import filter_interactions
+    from recfit.data.sources.movielens import read_movielens_100k
+
+    data = read_movielens_100k(str(ml100k_dir))
+    assert data.item_titles[0] == "Toy Story (1995)" and data.item_ids[0] == 1 and data.user_ids[0] == 1
+    filtered, _ = filter_interactions(data, k_core_users=300)  # few users survive; codes change
+    kept = filtered.interactions.groupby("user").size()
+    assert len(kept) < data.num_users
+    raw = filtered.user_ids[kept.index[0]]
+    assert (data.interactions["user"] == raw - 1).sum() >= 300  # ML-100K: code = raw id - 1
+    assert filtered.item_titles == [data.item_titles[i - 1] for i in filtered.item_ids]
