@@ -86,6 +86,19 @@ def test_head_of_another_task_is_reinitialised(parent):
     assert "trained for task 'rating', this run is 'ctr'" in child.lineage["reinitialised"]["head"][0]
 
 
+@pytest.mark.slow
+def test_lora_child_takes_the_plain_parents_backbone_under_its_adapters(parent):
+    child = built(*PARENT, *DATA, *LORA, f"init_from.path={parent}")
+    assert "backbone" in child.lineage["taken"] and "backbone" not in child.lineage["reinitialised"]
+    saved = checkpoint_weights(parent / "checkpoints" / "best.ckpt")
+    backbone = child.module.recommender.backbone.model  # the peft wrapper
+    query = backbone.base_model.model.encoder.layer[0].attention.self.query
+    assert torch.equal(
+        query.base_layer.weight, saved["backbone.model.encoder.layer.0.attention.self.query.weight"]
+    )
+    assert not query.lora_B["default"].weight.any()  # fresh adapters: the update starts at zero
+
+
 @pytest.fixture(scope="module")
 def child_of_another_catalogue(parent, tmp_path_factory) -> dict:
     """A full run from the parent on a bigger catalogue: the item-ID weights cannot carry over."""

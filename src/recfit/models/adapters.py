@@ -1,11 +1,11 @@
 """Parameter-efficient fine-tuning: wrap a backbone in LoRA adapters with the peft library.
 
-The freeze options combine with it: none and embeddings put adapters in every layer (LoRA freezes the
-embeddings anyway); N keeps the first N layers without adapters; all is refused by validation.
-
 With `backbone.adapter=lora` every base weight is frozen and only the low-rank updates (B A, scaled
 by alpha / rank) of the target modules train. Target modules default to peft's own choice for the
 architecture (BERT: query, value; GPT-2: c_attn).
+
+The freeze options combine with it: none and embeddings put adapters in every layer (LoRA freezes the
+embeddings anyway); N keeps the first N layers without adapters; all is refused by validation.
 """
 
 from __future__ import annotations

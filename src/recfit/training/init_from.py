@@ -41,6 +41,12 @@ def _parent_weights(path: str) -> dict[str, torch.Tensor]:
     }
 
 
+def _shorten(misfits: list[str], shown: int = 3) -> str:
+    """The first few misfits of a part, for its one log line (the lineage keeps them all)."""
+    more = f"; and {len(misfits) - shown} more" if len(misfits) > shown else ""
+    return "; ".join(misfits[:shown]) + more
+
+
 def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> dict[str, Any]:
     """Copy the parts `cfg.parts` of the run `cfg.path` into `recommender`; return the lineage."""
     parent = find_parent(cfg.path)
@@ -82,9 +88,8 @@ def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> d
                     taken[name] = source
         if misfits:
             lineage["reinitialised"][part.value] = misfits
-            log.warning(
-                "init_from: %s re-initialised where it does not fit: %s", part.value, "; ".join(misfits)
-            )
+            shown = _shorten(misfits)
+            log.warning("init_from: %s re-initialised where it does not fit: %s", part.value, shown)
         if any(part_of(name) == part for name in taken):
             lineage["taken"].append(part.value)
     unmerged = sorted({name for name in parent_weights if is_adapter(name)} - {plain_name(n) for n in own})
