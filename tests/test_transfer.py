@@ -213,6 +213,24 @@ def test_lora_with_freeze_n_leaves_the_first_n_layers_without_adapters():
         load_backbone(compose(["backbone=tiny_bert", *LORA, "backbone.freeze=2"]).backbone)
 
 
+def test_lora_with_gradient_checkpointing_still_trains_the_adapters():
+    from recfit.models.backbone import load_backbone
+
+    torch.manual_seed(0)
+    backbone = load_backbone(
+        compose(["backbone=tiny_bert", *LORA, "backbone.gradient_checkpointing=true"]).backbone
+    )
+    backbone.train()
+    inputs = {
+        "input_ids": torch.randint(0, 1000, (3, 8)),
+        "attention_mask": torch.ones(3, 8, dtype=torch.long),
+    }
+    backbone(inputs).pow(2).sum().backward()
+    adapters = [p for name, p in backbone.named_parameters() if ".lora_A." in name]
+    assert adapters and all(p.grad is not None for p in adapters)
+    assert all(p.grad is None for name, p in backbone.named_parameters() if ".lora_" not in name)
+
+
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory) -> dict:
     output = tmp_path_factory.mktemp("lora")
