@@ -26,6 +26,8 @@ IGNORED_KEYS = ("seed",)  # shown in its own column
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[_T ]\d{2}[-:]\d{2}")
 # Columns of the rows themselves; a config key of the same name is left out of the table, not mixed in.
 ROW_COLUMNS = ("run", "group", "n", "status", "duration_s", "seed", "seeds", "path")
+# Shown when they differ although their values hold timestamps: a parent run's folder is named by one.
+TIMESTAMPED_KEYS = ("init_from.path",)
 UNSET = "(unset)"  # a group key's value in runs whose config lacks the key
 STD_SUFFIX = " std"
 
@@ -145,7 +147,11 @@ def differing_keys(config: pd.DataFrame) -> list[str]:
     ]
     varying = readable[candidates].nunique(dropna=False) > 1
     keys = list(varying[varying].index)
-    return [key for key in keys if not readable[key].astype("string").str.contains(TIMESTAMP).any()]
+    return [
+        key
+        for key in keys
+        if key in TIMESTAMPED_KEYS or not readable[key].astype("string").str.contains(TIMESTAMP).any()
+    ]
 
 
 @dataclass(frozen=True)

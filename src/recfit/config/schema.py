@@ -81,6 +81,20 @@ class Mode(str, Enum):
     min = "min"
 
 
+class AdapterName(str, Enum):
+    none = "none"
+    lora = "lora"
+
+
+class TransferPart(str, Enum):
+    """What `init_from` can carry over; recfit.models.parts maps each to module names."""
+
+    backbone = "backbone"
+    item_tower = "item_tower"
+    user_tower = "user_tower"
+    head = "head"
+
+
 # A tokenizer name that builds GPT-2's byte-level BPE with no merges in memory: lets the tiny
 # GPT-2 run offline with a real GPT-2 tokenizer class (no pad token, like the real one).
 BYTE_LEVEL_TOKENIZER = "byte-level"
@@ -90,6 +104,14 @@ BYTE_LEVEL_TOKENIZER = "byte-level"
 class PathsConfig:
     output_dir: str = "outputs"  # run and sweep folders go under here
     data_dir: str = "data"  # downloads and caches go under here
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 8  # r: the inner size of each low-rank update
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.1  # on the adapter's input, in training
+    target_modules: list[str] | None = None  # modules to adapt; null = peft's default for the architecture
 
 
 @dataclass
@@ -106,6 +128,8 @@ class BackboneConfig:
     image_size: int = 224  # pixels per side after resizing (image backbones)
     gradient_checkpointing: bool = False  # trade compute for memory
     trust_remote_code: bool = False  # never execute hub code unless asked
+    adapter: AdapterName = AdapterName.none  # none: train the weights (see freeze); lora: adapters only
+    lora: LoraConfig = field(default_factory=LoraConfig)  # with adapter=lora
 
 
 @dataclass
@@ -322,6 +346,12 @@ class LoggersConfig:
 
 
 @dataclass
+class InitFromConfig:
+    path: str | None = None  # a run folder (its checkpoints/best.ckpt) or a .ckpt file; null = no parent
+    parts: list[TransferPart] = field(default_factory=lambda: list(TransferPart))  # what carries over
+
+
+@dataclass
 class TrainConfig:
     experiment_name: str = "default"  # names the run folder: outputs/runs/<experiment_name>/...
     seed: int = 42  # seeds Python, NumPy and torch for training
@@ -342,6 +372,7 @@ class TrainConfig:
     resume: str | None = None  # auto: continue the newest unfinished run of this experiment
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
+    init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
 
 
 # Schema entries in the ConfigStore end with this; they are not options a user picks.

@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from recfit.config.balance import check_balance
+from recfit.config.parent_run import find_parent
 from recfit.config.schema import (
+    AdapterName,
     LossName,
     Modality,
     ModelName,
@@ -107,9 +109,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"task.candidates '{cfg.task.candidates}' must be full, uniN or popN (e.g. uni100)")
     _check_freeze(cfg.backbone.freeze)
     check_balance(cfg)
+    _check_adapter(cfg.backbone)
     _check_numbers(cfg)
     _check_paths(cfg)
     _check_logger_packages(cfg)
+    if cfg.get("init_from") is not None and cfg.init_from.path is not None:
+        find_parent(cfg.init_from.path)
 
 
 def _check_logger_packages(cfg: DictConfig) -> None:
@@ -145,6 +150,27 @@ def _check_freeze(freeze: str) -> None:
     if freeze in FREEZE_WORDS or re.fullmatch(r"\d+", freeze):
         return
     raise ConfigError(f"backbone.freeze '{freeze}' must be one of none, all, embeddings or a layer count N")
+
+
+def _check_adapter(backbone: DictConfig) -> None:
+    if backbone.adapter == AdapterName.none:
+        return
+    if backbone.modality == Modality.none:
+        raise ConfigError("backbone.adapter=lora needs a backbone, and backbone=none has none")
+    if backbone.freeze == "all":
+        # LoRA freezes every base weight already; freeze=N keeps the first N layers free of adapters
+        raise ConfigError(
+            "backbone.adapter=lora with backbone.freeze=all would train no adapter "
+            "(use freeze none, embeddings or N: adapters in the layers after the first N)"
+        )
+    lora = backbone.lora
+    if lora.rank < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise ConfigError(
+            f"backbone.lora needs rank >= 1, alpha > 0 and dropout in [0, 1) "
+            f"(got rank {lora.rank}, alpha {lora.alpha}, dropout {lora.dropout})"
+        )
+    if backbone.modality == Modality.image and not lora.target_modules:
+        raise ConfigError("backbone.lora.target_modules must name the layers to adapt in an image backbone")
 
 
 def _check_numbers(cfg: DictConfig) -> None:

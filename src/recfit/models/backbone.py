@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from recfit.config.schema import Modality, Pooling
+from recfit.models.adapters import add_adapter
 from recfit.models.hub import resolve_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def load_backbone(cfg: DictConfig) -> Backbone | None:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     apply_freeze(model, cfg.freeze)
+    model = add_adapter(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("backbone %s: %s parameters, %s trainable", type(model).__name__, f"{total:,}", f"{trainable:,}")

@@ -33,6 +33,7 @@ from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import console, run_info
 from recfit.training.class_weights import class_weights
+from recfit.training.init_from import take_parent_weights
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
@@ -134,6 +135,7 @@ class Built:
     datamodule: RecDataModule
     data: RecData
     protocol: str
+    lineage: dict[str, Any] | None = None  # init_from: the parent run and the parts taken from it
 
 
 def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
@@ -186,6 +188,7 @@ def build(cfg: DictConfig) -> Built:
         item_features=data.item_features,
     )
     recommender.set_output_offset(_output_offset(task, loss, targets["train"]))
+    lineage = take_parent_weights(cfg.init_from, recommender, task.value) if cfg.init_from.path else None
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
@@ -229,10 +232,11 @@ def build(cfg: DictConfig) -> Built:
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
     )
-    return Built(module, datamodule, data, protocol)
+    return Built(module, datamodule, data, protocol, lineage)
 
 
 CURVES_FILE = "metrics.csv"
+RUN_INFO_FROM_RECORD = ("data", "data_sha256", "skipped_rows", "init_from")  # copied into run_info.json
 
 
 def _check_checkpoint(path: str, module: RecModule) -> None:
@@ -276,6 +280,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     record["data_sha256"] = run_info.data_fingerprint(built.data)
     record["skipped_rows"] = built.data.skipped_rows
     record["protocol"] = built.protocol
+    record["init_from"] = built.lineage
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
@@ -364,6 +369,6 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
         outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
         write_json_atomic(
             run_dir / run_info.RUN_INFO_FILE,
-            {**info, **{key: record.get(key) for key in ("data", "data_sha256", "skipped_rows")}, **outcome},
+            {**info, **{key: record.get(key) for key in RUN_INFO_FROM_RECORD}, **outcome},
         )
     return RunResult(record["status"], record["metrics"], run_dir, record)

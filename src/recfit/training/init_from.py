@@ -1,0 +1,106 @@
+"""init_from: start a run from another run's trained weights, part by part.
+
+Each requested part (backbone, item_tower, user_tower, head) takes every parameter of the parent's
+best checkpoint that has the same name and shape. What does not fit (another catalogue: the item ID
+embeddings; another label set: the head) keeps its fresh initialisation, and each such part says so
+in one log line. The head is also left fresh when the parent was trained for another task: its
+output meant something else there, whatever its shape. Returns the lineage that metrics.json and
+run_info.json record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from recfit.config.parent_run import find_parent
+from recfit.config.schema import TransferPart
+from recfit.errors import DataError
+from recfit.models.parts import is_adapter, part_of, plain_name
+
+log = logging.getLogger(__name__)
+
+MODULE_PREFIX = "recommender."  # the recommender's name inside the LightningModule's state dict
+
+
+def _parent_weights(path: str) -> dict[str, torch.Tensor]:
+    """The parent recommender's tensors by plain name (without peft's wrapper names)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:  # torch raises many kinds for a truncated or foreign file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"init_from: cannot load checkpoint {path}: {message}") from None
+    return {
+        plain_name(name[len(MODULE_PREFIX) :]): tensor
+        for name, tensor in state.items()
+        if name.startswith(MODULE_PREFIX)
+    }
+
+
+def _shorten(misfits: list[str], shown: int = 3) -> str:
+    """The first few misfits of a part, for its one log line (the lineage keeps them all)."""
+    more = f"; and {len(misfits) - shown} more" if len(misfits) > shown else ""
+    return "; ".join(misfits[:shown]) + more
+
+
+def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> dict[str, Any]:
+    """Copy the parts `cfg.parts` of the run `cfg.path` into `recommender`; return the lineage."""
+    parent = find_parent(cfg.path)
+    parent_weights = _parent_weights(str(parent.checkpoint))
+    requested = [TransferPart(part) for part in cfg.parts]
+    by_part: dict[TransferPart, list[str]] = {}
+    for name, _ in recommender.named_parameters():
+        part = part_of(name)
+        if part is not None:
+            by_part.setdefault(part, []).append(name)
+    own = recommender.state_dict()
+    taken: dict[str, torch.Tensor] = {}
+    lineage: dict[str, Any] = {
+        **parent.describe(),
+        "parts": [part.value for part in requested],
+        "taken": [],
+        "reinitialised": {},
+        "absent": [],
+    }
+    for part in requested:
+        names = by_part.get(part, [])
+        if not names:
+            lineage["absent"].append(part.value)
+            log.info("init_from: this model has no %s; nothing to take for it", part.value)
+            continue
+        if part == TransferPart.head and parent.task not in (None, task):
+            misfits = [f"the parent was trained for task '{parent.task}', this run is '{task}'"]
+        else:
+            misfits = []
+            for name in names:
+                source = parent_weights.get(plain_name(name))
+                if source is None:
+                    if not is_adapter(name):  # fresh LoRA adapters are expected: the parent had none
+                        misfits.append(f"{name} (not in the parent)")
+                elif source.shape != own[name].shape:
+                    shapes = f"{tuple(source.shape)} in the parent, {tuple(own[name].shape)} here"
+                    misfits.append(f"{name} {shapes}")
+                else:
+                    taken[name] = source
+        if misfits:
+            lineage["reinitialised"][part.value] = misfits
+            shown = _shorten(misfits)
+            log.warning("init_from: %s re-initialised where it does not fit: %s", part.value, shown)
+        if any(part_of(name) == part for name in taken):
+            lineage["taken"].append(part.value)
+    unmerged = sorted({name for name in parent_weights if is_adapter(name)} - {plain_name(n) for n in own})
+    if unmerged:
+        log.warning("init_from: the parent's %d LoRA tensors are left out (not merged)", len(unmerged))
+    recommender.load_state_dict(taken, strict=False)
+    lineage["tensors_taken"] = len(taken)
+    log.info(
+        "init_from: %d tensors (%s) from %s",
+        len(taken),
+        ", ".join(lineage["taken"]) or "none",
+        parent.checkpoint,
+    )
+    return lineage
