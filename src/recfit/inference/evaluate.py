@@ -82,13 +82,14 @@ def evaluate(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     run_dir = Path(run_dir)
     read_record(run_dir)  # a bad folder is refused before anything heavy is imported
-    started = time.time()
+    started, started_at = time.time(), now_iso()
     loaded = load_run(run_dir, list(overrides))
     cfg = loaded.cfg
     folder = new_eval_dir(cfg.paths.output_dir, cfg.experiment_name)
     _write_config(folder, cfg, loaded.overrides)
     record = new_record(cfg, folder)
     record.update(
+        started_at=started_at,  # loading the model and data counts as part of the evaluation
         kind="eval",
         evaluated_run=str(run_dir.resolve()),
         checkpoint=str(loaded.checkpoint.resolve()),
