@@ -65,11 +65,16 @@ class RecModule(pl.LightningModule):
         self.test_rows: list[dict[str, torch.Tensor]] = []
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
+        # float64 sums: totals that do not depend on how rows fall into batches and DDP processes
         if self.task_name == TaskName.ranking:
             names = [f"{metric}@{k}" for metric in RANKING_METRICS for k in self.topk]
-            return torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
+            means = torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
+            means.set_dtype(torch.float64)
+            return means
         if self.task_name == TaskName.rating or self.loss_name == LossName.mse:
-            return pointwise.regression_metrics()
+            errors = pointwise.regression_metrics()
+            errors.set_dtype(torch.float64)
+            return errors
         if self.task_name == TaskName.ctr:
             return pointwise.binary_metrics()
         return pointwise.multiclass_metrics(num_classes)
@@ -134,7 +139,7 @@ class RecModule(pl.LightningModule):
                 top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
             values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
-                metrics[name].update(per_user)
+                metrics[name].update(per_user.double())  # float64 batch sums too (see _metrics)
             if stage == "test":
                 self.test_rows.append({"user": batch["user"], **values})
             return
@@ -144,7 +149,10 @@ class RecModule(pl.LightningModule):
             output = torch.sigmoid(output)
             target = target.long()
             self.group_auc[stage].update(output, target, batch["user"])
-        metrics.update(output, target)
+        if target.is_floating_point():  # regression: float64 batch sums too (see _metrics)
+            metrics.update(output.double(), target.double())
+        else:
+            metrics.update(output, target)
         if stage == "test":
             self.test_rows.append(
                 {"user": batch["user"], "item": batch["item"], **per_row_values(output, target)}
