@@ -65,16 +65,11 @@ class RecModule(pl.LightningModule):
         self.test_rows: list[dict[str, torch.Tensor]] = []
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
-        # float64 sums: totals that do not depend on how rows fall into batches and DDP processes
         if self.task_name == TaskName.ranking:
             names = [f"{metric}@{k}" for metric in RANKING_METRICS for k in self.topk]
-            means = torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
-            means.set_dtype(torch.float64)
-            return means
+            return torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
         if self.task_name == TaskName.rating or self.loss_name == LossName.mse:
-            errors = pointwise.regression_metrics()
-            errors.set_dtype(torch.float64)
-            return errors
+            return pointwise.regression_metrics()
         if self.task_name == TaskName.ctr:
             return pointwise.binary_metrics()
         return pointwise.multiclass_metrics(num_classes)
@@ -112,6 +107,13 @@ class RecModule(pl.LightningModule):
         return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, total)
 
     # ---- evaluation -----------------------------------------------------------------------------
+    def _sum_in_float64(self, stage: str) -> None:
+        """Sums of per-user / per-row values in float64: totals then do not depend on how rows fall into
+        batches and DDP processes. Set at each epoch start: Lightning's setup resets a metric's dtype."""
+        sums = self.task_name in (TaskName.ranking, TaskName.rating) or self.loss_name == LossName.mse
+        if sums and self.device.type != "mps":  # MPS has no float64
+            self.metrics[stage].set_dtype(torch.float64)
+
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
             datamodule = self.trainer.datamodule
@@ -122,6 +124,7 @@ class RecModule(pl.LightningModule):
             self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
     def on_validation_epoch_start(self) -> None:
+        self._sum_in_float64("val")
         self._prepare_catalogue("val")
 
     def _evaluate(self, batch: dict, stage: str) -> None:
@@ -139,7 +142,7 @@ class RecModule(pl.LightningModule):
                 top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
             values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
-                metrics[name].update(per_user.double())  # float64 batch sums too (see _metrics)
+                metrics[name].update(per_user.double())  # float64 batch sums too (see _sum_in_float64)
             if stage == "test":
                 self.test_rows.append({"user": batch["user"], **values})
             return
@@ -149,7 +152,7 @@ class RecModule(pl.LightningModule):
             output = torch.sigmoid(output)
             target = target.long()
             self.group_auc[stage].update(output, target, batch["user"])
-        if target.is_floating_point():  # regression: float64 batch sums too (see _metrics)
+        if target.is_floating_point():  # regression: float64 batch sums too (see _sum_in_float64)
             metrics.update(output.double(), target.double())
         else:
             metrics.update(output, target)
@@ -160,6 +163,7 @@ class RecModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
+        self._sum_in_float64("test")
         self._prepare_catalogue("test")
 
     def per_user_table(self) -> dict[str, np.ndarray]:
