@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from torch.utils.data import DistributedSampler
 
+from recfit.errors import DataError
+
 
 class ContiguousShardSampler(DistributedSampler):
     """Rows [size*rank//world, size*(rank+1)//world) of `size`, in order, for process `rank` of `world`.
@@ -20,6 +22,8 @@ class ContiguousShardSampler(DistributedSampler):
     """
 
     def __init__(self, size: int, world_size: int, rank: int) -> None:
+        if size < world_size:  # a process with no rows would skip evaluation and leave the others waiting
+            raise DataError(f"{size} evaluation rows cannot be shared by {world_size} DDP processes")
         super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=False)
         self.start = size * rank // world_size
         self.stop = size * (rank + 1) // world_size

@@ -63,6 +63,7 @@ class RecModule(pl.LightningModule):
             else None
         )
         self.test_rows: list[dict[str, torch.Tensor]] = []
+        self.sum_dtype = torch.float64
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
         if self.task_name == TaskName.ranking:
@@ -111,8 +112,9 @@ class RecModule(pl.LightningModule):
         """Sums of per-user / per-row values in float64: totals then do not depend on how rows fall into
         batches and DDP processes. Set at each epoch start: Lightning's setup resets a metric's dtype."""
         sums = self.task_name in (TaskName.ranking, TaskName.rating) or self.loss_name == LossName.mse
-        if sums and self.device.type != "mps":  # MPS has no float64
-            self.metrics[stage].set_dtype(torch.float64)
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        if sums:
+            self.metrics[stage].set_dtype(self.sum_dtype)
 
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
@@ -142,7 +144,9 @@ class RecModule(pl.LightningModule):
                 top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
             values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
-                metrics[name].update(per_user.double())  # float64 batch sums too (see _sum_in_float64)
+                metrics[name].update(
+                    per_user.to(self.sum_dtype)
+                )  # float64 batch sums too (see _sum_in_float64)
             if stage == "test":
                 self.test_rows.append({"user": batch["user"], **values})
             return
@@ -153,7 +157,7 @@ class RecModule(pl.LightningModule):
             target = target.long()
             self.group_auc[stage].update(output, target, batch["user"])
         if target.is_floating_point():  # regression: float64 batch sums too (see _sum_in_float64)
-            metrics.update(output.double(), target.double())
+            metrics.update(output.to(self.sum_dtype), target.to(self.sum_dtype))
         else:
             metrics.update(output, target)
         if stage == "test":
