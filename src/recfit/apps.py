@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from recfit.config import conf_dir, validate
+from recfit.config.launch import check_sweep_strategy, started_externally
 from recfit.config.schema import Mode, register_schemas
 from recfit.errors import RecfitError
 
@@ -43,6 +44,8 @@ def train_app(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         validate(cfg)
+        if in_sweep:  # a search's trials are only known here; grid sweeps were checked before they started
+            check_sweep_strategy(cfg, started_externally())
     except RecfitError as error:
         from recfit.training.run_folder import record_failure
 

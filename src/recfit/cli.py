@@ -54,6 +54,7 @@ def _train(arguments: list[str]) -> None:
         return
     overrides = [a for a in arguments if not a.startswith("-")]
     multirun = any(a in MULTIRUN_FLAGS for a in arguments)
+    reexecuted = False
     try:
         if not multirun and any(a.startswith(("resume=", "ckpt_path=")) for a in overrides):
             from recfit.config.resume import resume_overrides
@@ -67,12 +68,18 @@ def _train(arguments: list[str]) -> None:
         elif not any(a in HYDRA_FLAGS or a.startswith("--") for a in arguments):
             from recfit.config import compose, validate
 
-            validate(compose(overrides))
+            cfg = compose(overrides)
+            validate(cfg)
+            reexecuted = str(cfg.trainer.strategy).startswith("ddp") and "spawn" not in cfg.trainer.strategy
     except RecfitError as error:
         _fail(str(error))
     from recfit.apps import train_app
 
     sys.argv = ["recfit train", *arguments]
+    if reexecuted:  # Lightning's ddp re-runs the command line for ranks 1..N-1: give it one that works
+        from recfit.train_entry import reexecute_here
+
+        reexecute_here(arguments)
     train_app()
 
 

@@ -280,9 +280,9 @@ class SchedulerConfig:
 class TrainerConfig:
     _target_: str = "lightning.pytorch.Trainer"
     accelerator: str = "auto"  # cpu | gpu | auto
-    devices: Any = "auto"  # number of devices, a list, or auto
-    strategy: str = "auto"  # auto | ddp | ddp_spawn
-    num_nodes: int = 1  # machines
+    devices: Any = "auto"  # number of devices per machine, a list of ids, auto, or -1 (all)
+    strategy: str = "auto"  # auto | ddp (one process per device) | ddp_spawn (sweeps, tests)
+    num_nodes: int = 1  # machines (torchrun or SLURM start the processes; docs/scaling.md)
     max_epochs: int = 3  # passes over the training interactions
     max_steps: int = -1  # stop after this many steps (-1 = no limit)
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed

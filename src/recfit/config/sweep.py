@@ -7,6 +7,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from recfit.config.compose import compose
+from recfit.config.launch import EXTERNAL_LAUNCHERS, check_sweep_strategy, started_externally
 from recfit.config.validate import validate
 from recfit.errors import ConfigError
 
@@ -31,9 +32,12 @@ def is_search_sweep(arguments: list[str]) -> bool:
 def validate_sweep(arguments: list[str]) -> int:
     """Compose and validate every job; raise ConfigError naming the first bad job. Returns the job count."""
     jobs = expand_sweep(arguments)
+    external = started_externally() or any(a in EXTERNAL_LAUNCHERS for a in arguments)
     for number, overrides in enumerate(jobs):
         try:
-            validate(compose(overrides))
+            cfg = compose(overrides)
+            validate(cfg)
+            check_sweep_strategy(cfg, external)
         except ConfigError as error:
             raise ConfigError(f"sweep job {number} ({' '.join(overrides)}): {error}") from None
     return len(jobs)

@@ -184,10 +184,13 @@ def _check_numbers(cfg: DictConfig) -> None:
         if cfg.dataset[key] < 1:
             raise ConfigError(f"dataset.{key} must be at least 1 (got {cfg.dataset[key]})")
     devices = cfg.trainer.devices
-    if isinstance(devices, int) and devices < 1 or isinstance(devices, str) and devices != "auto":
+    bad_count = isinstance(devices, int) and devices < 1 and devices != -1
+    if bad_count or isinstance(devices, str) and devices != "auto":
         raise ConfigError(
-            f"trainer.devices must be auto, a count of at least 1, or a list of ids (got {devices})"
+            f"trainer.devices must be auto, -1 (all), a count of at least 1, or a list of ids (got {devices})"
         )
+    if cfg.trainer.num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes must be at least 1 (got {cfg.trainer.num_nodes})")
     if (
         cfg.task.name == TaskName.ranking
         and cfg.loss.name == LossName.cross_entropy

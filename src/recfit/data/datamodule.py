@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from recfit.data.encode import ImageContent, TextContent
+from recfit.data.eval_shards import ContiguousShardSampler
 from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
@@ -249,7 +250,14 @@ class RecDataModule(pl.LightningDataModule):
         if split == "train":
             sampler = EpochSampler(len(frame), self.seed, self.targets[split], self.resampling)
             return ResumableLoader(RowDataset(len(frame)), sampler=sampler, **options)
-        return DataLoader(RowDataset(len(frame)), shuffle=False, **options)
+        return DataLoader(RowDataset(len(frame)), sampler=self._evaluation_sampler(len(frame)), **options)
+
+    def _evaluation_sampler(self, size: int) -> ContiguousShardSampler | None:
+        """Under DDP, each process evaluates its own block of rows, none repeated; else all, in order."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return ContiguousShardSampler(size, trainer.world_size, trainer.global_rank)
 
     def _ranking_loader(self, split: str) -> DataLoader:
         seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])
@@ -259,7 +267,7 @@ class RecDataModule(pl.LightningDataModule):
         return DataLoader(
             RowDataset(len(collate)),
             batch_size=self.eval_batch_size,
-            shuffle=False,
+            sampler=self._evaluation_sampler(len(collate)),
             collate_fn=collate,
             generator=torch.Generator().manual_seed(self.seed),
         )

@@ -65,6 +65,7 @@ class RecModule(pl.LightningModule):
             else None
         )
         self.test_rows: list[dict[str, torch.Tensor]] = []
+        self.sum_dtype = torch.float64
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
         if self.task_name == TaskName.ranking:
@@ -115,6 +116,14 @@ class RecModule(pl.LightningModule):
         return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, total)
 
     # ---- evaluation -----------------------------------------------------------------------------
+    def _sum_in_float64(self, stage: str) -> None:
+        """Sums of per-user / per-row values in float64: totals then do not depend on how rows fall into
+        batches and DDP processes. Set at each epoch start: Lightning's setup resets a metric's dtype."""
+        sums = self.task_name in (TaskName.ranking, TaskName.rating) or self.loss_name == LossName.mse
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        if sums:
+            self.metrics[stage].set_dtype(self.sum_dtype)
+
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
             datamodule = self.trainer.datamodule
@@ -125,6 +134,7 @@ class RecModule(pl.LightningModule):
             self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
     def on_validation_epoch_start(self) -> None:
+        self._sum_in_float64("val")
         self._prepare_catalogue("val")
 
     def _evaluate(self, batch: dict, stage: str) -> None:
@@ -142,7 +152,9 @@ class RecModule(pl.LightningModule):
                 top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
             values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
-                metrics[name].update(per_user)
+                metrics[name].update(
+                    per_user.to(self.sum_dtype)
+                )  # float64 batch sums too (see _sum_in_float64)
             if stage == "test":
                 self.test_rows.append({"user": batch["user"], **values})
             return
@@ -152,7 +164,10 @@ class RecModule(pl.LightningModule):
             output = torch.sigmoid(output)
             target = target.long()
             self.group_auc[stage].update(output, target, batch["user"])
-        metrics.update(output, target)
+        if target.is_floating_point():  # regression: float64 batch sums too (see _sum_in_float64)
+            metrics.update(output.to(self.sum_dtype), target.to(self.sum_dtype))
+        else:
+            metrics.update(output, target)
         if stage == "test":
             self.test_rows.append(
                 {"user": batch["user"], "item": batch["item"], **per_row_values(output, target)}
@@ -160,6 +175,7 @@ class RecModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
+        self._sum_in_float64("test")
         self._prepare_catalogue("test")
 
     def per_user_table(self) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import get_method, instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,6 +37,7 @@ from recfit.training.class_weights import class_weights
 from recfit.training.init_from import take_parent_weights
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
+from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
     METRICS_FILE,
@@ -47,7 +49,6 @@ from recfit.training.run_folder import (
     now_iso,
     replace_atomic,
     write_json_atomic,
-    write_parquet_atomic,
 )
 from recfit.training.targets import targets_for
 
@@ -300,7 +301,9 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
     )
     interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
-    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted]
+    # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
+    per_user = PerUserWriter(run_dir / PER_USER_FILE)
+    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted, per_user]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -322,7 +325,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         if cfg.ckpt_path:
             log.info("resuming from %s", cfg.ckpt_path)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-        if earlier_curves is not None:
+        if earlier_curves is not None and trainer.is_global_zero:
             _join_curves(run_dir, earlier_curves)
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
@@ -338,8 +341,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
             module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
         ):
             metrics.update(result)
-        if trainer.is_global_zero:
-            write_parquet_atomic(run_dir / PER_USER_FILE, module.per_user_table())
     close_loggers(loggers)
     return clean_metrics(metrics)
 
@@ -350,7 +351,10 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     record = new_record(cfg, run_dir)
     info = run_info.collect(cfg)
     path = run_dir / METRICS_FILE
-    write_json_atomic(path, record)
+    # DDP ranks 1..N-1 started as whole commands (ddp, torchrun, SLURM) train alongside but write nothing
+    owner = rank_zero_only.rank == 0
+    if owner:
+        write_json_atomic(path, record)
     try:
         record["metrics"] = _fit_and_test(cfg, run_dir, record)
         record["status"] = Status.completed
@@ -365,10 +369,16 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     finally:
         record["finished_at"] = now_iso()
         record["duration_s"] = round(time.time() - started, 3)
-        write_json_atomic(path, record)
-        outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
-        write_json_atomic(
-            run_dir / run_info.RUN_INFO_FILE,
-            {**info, **{key: record.get(key) for key in RUN_INFO_FROM_RECORD}, **outcome},
-        )
+        if owner:
+            _write_outcome(run_dir, record, info)
     return RunResult(record["status"], record["metrics"], run_dir, record)
+
+
+def _write_outcome(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) -> None:
+    """metrics.json and run_info.json of a run that has ended, however it ended."""
+    write_json_atomic(run_dir / METRICS_FILE, record)
+    outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
+    write_json_atomic(
+        run_dir / run_info.RUN_INFO_FILE,
+        {**info, **{key: record.get(key) for key in RUN_INFO_FROM_RECORD}, **outcome},
+    )

@@ -1,0 +1,39 @@
+"""Which DDP strategies can run where: the Hydra + DDP trap, refused before anything starts.
+
+Lightning's `ddp` strategy starts ranks 1..N-1 by re-running the command line. Inside a Hydra multirun
+that command line is the whole sweep, so each rank would run the sweep again (with an Optuna search,
+other hyperparameters). `ddp_spawn` starts its workers in-process and is safe; so is `ddp` when the
+processes are started from outside (torchrun, or SLURM tasks through hydra/launcher=submitit_slurm).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from omegaconf import DictConfig
+
+from recfit.errors import ConfigError
+
+SAFE_IN_SWEEPS = ("auto", "ddp_spawn", "single_device")
+# set by torchrun (TorchElasticEnvironment) and by SLURM (SLURMEnvironment): one process per rank exists
+EXTERNAL_LAUNCH_VARIABLES = ("LOCAL_WORLD_SIZE", "SLURM_NTASKS")
+EXTERNAL_LAUNCHERS = ("hydra/launcher=submitit_slurm",)
+
+
+def started_externally(environ: Mapping[str, str] | None = None) -> bool:
+    """True when torchrun or SLURM already started one process per rank."""
+    environ = os.environ if environ is None else environ
+    return any(name in environ for name in EXTERNAL_LAUNCH_VARIABLES)
+
+
+def check_sweep_strategy(cfg: DictConfig, external: bool) -> None:
+    """Refuse a strategy that re-executes the command line inside a multirun (one ConfigError line)."""
+    strategy = str(cfg.trainer.strategy)
+    if external or strategy.startswith(SAFE_IN_SWEEPS):
+        return
+    raise ConfigError(
+        f"trainer.strategy={strategy} re-runs the command line in every rank, which inside a sweep re-runs "
+        "the sweep: use trainer=ddp_cpu or trainer.strategy=ddp_spawn in sweeps, or "
+        "hydra/launcher=submitit_slurm with one task per device"
+    )

@@ -1,0 +1,164 @@
+"""DDP for real: two CPU processes (gloo, ddp_spawn) evaluate a checkpoint exactly as one process does,
+and a DDP sweep writes one run folder per job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_cli import assert_one_line_error, recfit
+
+from recfit.cli import main
+from recfit.config import compose, validate
+from recfit.data.eval_shards import ContiguousShardSampler
+from recfit.errors import ConfigError, DataError
+
+SMALL_DATA = ["dataset.num_users=41", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", *SMALL_DATA]
+TINY = ["backbone=tiny_bert", *FAST]
+# eval_batch_size 8: 41 users split 20 / 21, so shards and batches do not line up and batches are uneven.
+# Rating uses ID-only MF: a text model's per-row predictions move by ~1e-7 with the padding of the batch
+# a row lands in (in one process too, with another eval_batch_size), which is not what is tested here.
+TASKS = {
+    "ranking": [*TINY, "task=ranking", "loss=cross_entropy", "dataset.eval_batch_size=8"],
+    "rating": ["backbone=none", "model=mf", *FAST, "task=rating", "loss=mse", "dataset.eval_batch_size=8"],
+}
+
+
+@pytest.mark.parametrize(("size", "world"), [(41, 2), (7, 3), (2, 2)])
+def test_shards_cover_every_row_once_in_order(size, world):
+    shards = [list(ContiguousShardSampler(size, world, rank)) for rank in range(world)]
+    assert [row for shard in shards for row in shard] == list(range(size))  # no padding, no repeats
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert [len(ContiguousShardSampler(size, world, rank)) for rank in range(world)] == list(map(len, shards))
+
+
+def test_fewer_rows_than_processes_is_a_clear_error():
+    with pytest.raises(DataError, match="1 evaluation rows cannot be shared by 2 DDP processes"):
+        ContiguousShardSampler(1, 2, 0)
+
+
+def test_ddp_configs_compose_and_bad_device_counts_are_refused():
+    validate(compose(["trainer=ddp", "trainer.num_nodes=4"]))  # devices: -1 = every GPU
+    cfg = compose(["trainer=ddp_cpu"])
+    assert cfg.trainer.strategy.startswith("ddp_spawn") and (
+        cfg.trainer.devices,
+        cfg.trainer.accelerator,
+    ) == (2, "cpu")
+    validate(cfg)
+    with pytest.raises(ConfigError, match="trainer.devices must be auto, -1"):
+        validate(compose(["trainer.devices=0"]))
+    with pytest.raises(ConfigError, match="trainer.num_nodes must be at least 1"):
+        validate(compose(["trainer.num_nodes=0"]))
+
+
+def evaluate(
+    overrides: list[str], checkpoint: str, folder: Path, **trainer: object
+) -> tuple[dict, pd.DataFrame]:
+    """Validation and test metrics of `checkpoint` and the per-user table, from a Trainer set by `trainer`."""
+    import lightning.pytorch as pl
+
+    from recfit.training.per_user import PerUserWriter
+    from recfit.training.run import build
+
+    cfg = compose(overrides)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    built = build(cfg)
+    folder.mkdir(parents=True)
+    runner = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        deterministic=True,
+        callbacks=[PerUserWriter(folder / "per_user.parquet")],
+        **trainer,
+    )
+    metrics: dict = {}
+    for stage in (runner.validate, runner.test):
+        results = stage(built.module, datamodule=built.datamodule, ckpt_path=checkpoint, weights_only=True)
+        for result in results:  # with ddp_spawn: rank 0's results, handed back to this process
+            metrics.update({name: float(value) for name, value in result.items()})
+    return metrics, pd.read_parquet(folder / "per_user.parquet")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, str]:
+    """One tiny single-process run per task; its best checkpoint."""
+    checkpoints = {}
+    for task, overrides in TASKS.items():
+        outputs = tmp_path_factory.mktemp(task)
+        main(["train", *overrides, f"paths.output_dir={outputs}"])
+        (record,) = [json.loads(p.read_text()) for p in outputs.glob("runs/*/*/metrics.json")]
+        assert record["status"] == "completed", record["error"]
+        checkpoints[task] = record["best_checkpoint"]
+    return checkpoints
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_two_processes_evaluate_exactly_like_one(trained, task, tmp_path):
+    overrides = TASKS[task]
+    one, one_table = evaluate(overrides, trained[task], tmp_path / "one", devices=1)
+    two, two_table = evaluate(overrides, trained[task], tmp_path / "two", devices=2, strategy="ddp_spawn")
+    assert {name.split("/")[0] for name in one} == {"val", "test"}
+    assert len(one) >= 4
+    assert two == one  # exactly: no padded repeats counted, states summed across processes
+    users = 41
+    if task == "ranking":
+        assert len(one_table) == one_table["user"].nunique() == users  # each test user once
+    pd.testing.assert_frame_equal(two_table, one_table)
+
+
+@pytest.mark.slow
+def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
+    outputs = tmp_path / "outputs"
+    result = recfit(
+        "train", "-m", *TASKS["ranking"], "trainer=ddp_cpu", "seed=1,2", f"paths.output_dir={outputs}",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in outputs.iterdir()] == ["sweeps"]  # no stray run folder from a re-executed rank
+    (sweep,) = list(outputs.glob("sweeps/*/*"))
+    expected = [".sweep_summary.csv.lock", "0", "1", "multirun.yaml", "sweep_summary.csv"]
+    assert sorted(p.name for p in sweep.iterdir()) == expected
+    for job, seed in (("0", 1), ("1", 2)):
+        record = json.loads((sweep / job / "metrics.json").read_text())
+        assert record["status"] == "completed", record["error"]
+        assert record["seed"] == seed and record["run_dir"] == str(sweep / job)
+        assert "test/ndcg@10" in record["metrics"]
+        table = pd.read_parquet(sweep / job / "per_user.parquet")
+        assert len(table) == table["user"].nunique() == 41
+        assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # nothing written where it was launched
+
+
+def test_ddp_that_reexecutes_the_command_line_is_refused_in_a_sweep(tmp_path):
+    result = recfit(
+        "train", "-m", *TINY, "trainer=ddp_cpu", "trainer.strategy=ddp", "seed=1,2",
+        f"paths.output_dir={tmp_path}",
+    )  # fmt: skip
+    assert_one_line_error(result, "trainer.strategy=ddp re-runs the command line in every rank")
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_ddp_reexecuting_the_command_line_trains_every_rank_into_one_folder(tmp_path):
+    """`ddp` (not spawn) starts rank 1 as a new command: it must be a working one, and write nothing."""
+    outputs = tmp_path / "outputs"
+    result = recfit(
+        "train", *TASKS["ranking"], "trainer=ddp_cpu", "trainer.strategy=ddp_find_unused_parameters_true",
+        f"paths.output_dir={outputs}",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = list(outputs.glob("runs/*/*"))
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed", record["error"]
+    assert "test/ndcg@10" in record["metrics"]
+    table = pd.read_parquet(run / "per_user.parquet")
+    assert len(table) == table["user"].nunique() == 41
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, in rank 0's folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
