@@ -100,6 +100,7 @@ class BackboneConfig:
     image_size: int = 224  # pixels per side after resizing (image backbones)
     gradient_checkpointing: bool = False  # trade compute for memory
     trust_remote_code: bool = False  # never execute hub code unless asked
+    cache_vectors: bool = True  # freeze all: item vectors shared on disk under paths.data_dir/cache
 
 
 @dataclass

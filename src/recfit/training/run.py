@@ -8,6 +8,7 @@ import math
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import run_info
+from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.module import RecModule
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
@@ -131,6 +133,7 @@ class Built:
     datamodule: RecDataModule
     data: RecData
     protocol: str
+    item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
 def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
@@ -203,9 +206,12 @@ def build(cfg: DictConfig) -> Built:
         candidate_seed=cfg.dataset.split_seed,
         cold_items=split.method == SplitMethod.cold_item,
     )
+    vector_cache = None
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
-        recommender.cache_item_features(datamodule.item_batches(cfg.dataset.eval_batch_size))
+        cache_dir = Path(cfg.paths.data_dir) / CACHE_SUBDIR if cfg.backbone.cache_vectors else None
+        batches = partial(datamodule.item_batches, cfg.dataset.eval_batch_size)
+        vector_cache = load_or_compute(recommender, batches, cache_dir, data.num_items)
         datamodule.inputs = BatchInputs.ids
     module = RecModule(
         recommender,
@@ -219,7 +225,7 @@ def build(cfg: DictConfig) -> Built:
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
         train_batches=math.ceil(len(splits.train) / cfg.dataset.batch_size),
     )
-    return Built(module, datamodule, data, protocol)
+    return Built(module, datamodule, data, protocol, vector_cache)
 
 
 CURVES_FILE = "metrics.csv"
@@ -264,6 +270,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     record["data_sha256"] = run_info.data_fingerprint(built.data)
     record["skipped_rows"] = built.data.skipped_rows
     record["protocol"] = built.protocol
+    record["item_vector_cache"] = built.item_vector_cache
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
