@@ -1,6 +1,7 @@
 """ID-only BPR on MovieLens-100K under RecBole's README protocol: recfit vs RecBole 1.2.1, whole processes.
 
-Each repeat runs, one after the other (alternating which goes first), as fresh processes:
+Each repeat runs, one after the other (alternating which goes first), or with --parallel both at
+once (so that on a shared machine both see the same load), as fresh processes:
 
   recfit    python -m recfit train experiment=ml100k_bpr dataset.path=DIR seed=S dataset.split_seed=S
   recbole   ../shared/peers/recbole/run.sh bpr S     (RecBole's quick start in its own venv)
@@ -10,7 +11,7 @@ evaluation, writing its files). It prints JSON: every wall time, the median rati
 the epochs each trained, and both test NDCG@10 / Recall@10 / MRR@10, with whether recfit's NDCG@10
 lies inside RecBole's 3-seed range measured on this machine (0.2705-0.2928) or above it.
 
-usage: .venv/bin/python scripts/bench/bench_bpr.py --ml100k DIR [--seed 2020] [--repeats 1]
+usage: .venv/bin/python scripts/bench/bench_bpr.py --ml100k DIR [--seed 2020] [--repeats 1] [--parallel]
        [--recbole ../shared/peers/recbole/run.sh]
 """
 
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -33,17 +35,17 @@ METRICS = ("ndcg@10", "recall@10", "mrr@10")
 PEER = Path(__file__).resolve().parents[3] / "shared" / "peers" / "recbole" / "run.sh"  # ../shared/peers
 
 
-def timed(command: list[str], **options) -> tuple[float, subprocess.CompletedProcess]:
+def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, **options)
+    result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"{command[:4]} failed:\n{result.stderr[-3000:]}")
     return wall, result
 
 
-def run_recfit(args: argparse.Namespace, output: Path) -> dict:
-    command = [
+def recfit_command(args: argparse.Namespace, output: Path) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "recfit",
@@ -55,7 +57,9 @@ def run_recfit(args: argparse.Namespace, output: Path) -> dict:
         "trainer.enable_progress_bar=false",
         f"paths.output_dir={output}",
     ]
-    wall, _ = timed(command)
+
+
+def recfit_result(wall: float, output: Path) -> dict:
     (path,) = output.glob("runs/*/*/metrics.json")
     record = json.loads(path.read_text())
     curves = pd.read_csv(path.parent / "metrics.csv")
@@ -67,8 +71,7 @@ def run_recfit(args: argparse.Namespace, output: Path) -> dict:
     }
 
 
-def run_recbole(args: argparse.Namespace) -> dict:
-    wall, result = timed(["bash", args.recbole, "bpr", str(args.seed)])
+def recbole_result(wall: float, result: subprocess.CompletedProcess) -> dict:
     record = json.loads(result.stdout.strip().splitlines()[-1])
     return {
         "wall_s": round(wall, 2),
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--ml100k", required=True, help="folder with MovieLens-100K's u.data, u.item, u.user")
     parser.add_argument("--seed", type=int, default=2020, help="seed of both (RecBole's default is 2020)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved recfit / RecBole pairs")
+    parser.add_argument("--parallel", action="store_true", help="run each pair at the same time")
     parser.add_argument("--recbole", default=str(PEER), help="RecBole's run.sh")
     args = parser.parse_args()
 
@@ -90,12 +94,19 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     recfit, recbole = [], []
     for repeat in range(args.repeats):
-        order = ("recfit", "recbole") if repeat % 2 == 0 else ("recbole", "recfit")
-        for name in order:
-            if name == "recfit":
-                recfit.append(run_recfit(args, root / f"recfit_{repeat}"))
-            else:
-                recbole.append(run_recbole(args))
+        output = root / f"recfit_{repeat}"
+        commands = {
+            "recfit": recfit_command(args, output),
+            "recbole": ["bash", args.recbole, "bpr", str(args.seed)],
+        }
+        if args.parallel:  # both at once: on a shared machine they then see the same load
+            with ThreadPoolExecutor(2) as pool:
+                walls = dict(zip(commands, pool.map(timed, commands.values()), strict=True))
+        else:
+            order = list(commands) if repeat % 2 == 0 else list(reversed(commands))
+            walls = {name: timed(commands[name]) for name in order}
+        recfit.append(recfit_result(walls["recfit"][0], output))
+        recbole.append(recbole_result(*walls["recbole"]))
     ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(recfit, recbole, strict=True)]
     ndcg = statistics.median(run["test"]["ndcg@10"] for run in recfit)
     print(
@@ -104,6 +115,7 @@ def main() -> None:
                 "benchmark": "bpr_ml100k_whole_process",
                 "seed": args.seed,
                 "repeats": args.repeats,
+                "parallel": args.parallel,
                 "ratio_recfit_over_recbole_median": round(statistics.median(ratios), 3),
                 "ratios": [round(r, 3) for r in ratios],
                 "recfit_ndcg@10_in_or_above_recbole_range": ndcg >= RECBOLE_NDCG10_RANGE[0],
