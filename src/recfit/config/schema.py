@@ -130,6 +130,7 @@ class BackboneConfig:
     trust_remote_code: bool = False  # never execute hub code unless asked
     adapter: AdapterName = AdapterName.none  # none: train the weights (see freeze); lora: adapters only
     lora: LoraConfig = field(default_factory=LoraConfig)  # with adapter=lora
+    cache_vectors: bool = True  # freeze all: item vectors shared on disk under paths.data_dir/cache
 
 
 @dataclass

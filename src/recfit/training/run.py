@@ -8,6 +8,7 @@ import math
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from recfit.models.two_tower import TwoTower
 from recfit.training import console, run_info
 from recfit.training.class_weights import class_weights
 from recfit.training.init_from import take_parent_weights
+from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
 from recfit.training.per_user import PerUserWriter
@@ -137,6 +139,7 @@ class Built:
     data: RecData
     protocol: str
     lineage: dict[str, Any] | None = None  # init_from: the parent run and the parts taken from it
+    item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
 def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
@@ -211,9 +214,12 @@ def build(cfg: DictConfig) -> Built:
         cold_items=split.method == SplitMethod.cold_item,
         resampling=cfg.dataset.resampling,
     )
+    vector_cache = None
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
-        recommender.cache_item_features(datamodule.item_batches(cfg.dataset.eval_batch_size))
+        cache_dir = Path(cfg.paths.data_dir) / CACHE_SUBDIR if cfg.backbone.cache_vectors else None
+        batches = partial(datamodule.item_batches, cfg.dataset.eval_batch_size)
+        vector_cache = load_or_compute(recommender, batches, cache_dir, data.num_items)
         datamodule.inputs = BatchInputs.ids
     module = RecModule(
         recommender,
@@ -233,7 +239,7 @@ def build(cfg: DictConfig) -> Built:
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
     )
-    return Built(module, datamodule, data, protocol, lineage)
+    return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
 
 
 CURVES_FILE = "metrics.csv"
@@ -282,6 +288,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     record["skipped_rows"] = built.data.skipped_rows
     record["protocol"] = built.protocol
     record["init_from"] = built.lineage
+    record["item_vector_cache"] = built.item_vector_cache
     record["parameters"] = {
         "total": sum(p.numel() for p in module.parameters()),
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
