@@ -69,11 +69,20 @@ def top_k_items(
     best_codes = torch.empty(batch, 0, dtype=torch.long, device=user_vectors.device)
     for start in range(0, item_vectors.shape[0], item_chunk):
         chunk = item_vectors[start : start + item_chunk]
-        scores = user_vectors @ chunk.T
-        local = exclude - start
-        rows, cols = ((exclude >= 0) & (local >= 0) & (local < chunk.shape[0])).nonzero(as_tuple=True)
-        scores[rows, local[rows, cols]] = float("-inf")
-        values, positions = _chunk_top(scores, min(k, chunk.shape[0]))
+        width = chunk.shape[0]
+        # one spare all-zero item column receives the -inf of every padding or out-of-chunk code, so the
+        # history is masked by one scatter (no nonzero/index_put over the history)
+        scores = user_vectors @ torch.cat([chunk, chunk.new_zeros(1, chunk.shape[1])]).T
+        if width == item_vectors.shape[0]:  # one chunk (the usual case): padding -1 wraps round to width
+            spare = exclude.remainder(width + 1)
+        else:
+            local = exclude - start
+            spare = local.where((local >= 0) & (local < width), width)
+        scores.scatter_(1, spare, float("-inf"))
+        values, positions = _chunk_top(scores[:, :width], min(k, width))
+        if start == 0:
+            best_scores, best_codes = values, positions
+            continue
         # earlier chunks hold lower codes, so concatenating them first keeps ties ordered by code
         best_scores, best_codes = _stable_top(
             torch.cat([best_scores, values], dim=1), torch.cat([best_codes, positions + start], dim=1), k
