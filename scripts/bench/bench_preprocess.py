@@ -2,7 +2,8 @@
 
 For each size, a synthetic interaction file in RecBole's atomic format (user_id:token, item_id:token,
 rating:float, timestamp:float; about 165 interactions per user as in MovieLens-1M, sqrt(20 x size)
-items, popularity-skewed; 1M interactions: 6,060 users x 4,472 items) is written to a temporary folder. Then, each in a fresh child process:
+items, popularity-skewed; 1M interactions: 6,060 users x 4,472 items) is written to a temporary
+folder. Then, each in a fresh child process:
 
   recfit  everything `recfit train` does before the model (run.build() up to the model): compose the
           config (dataset=recbole, split=ratio 0.8/0.1/0.1 per user, task=ranking, model=mf, loss=bpr,

@@ -192,7 +192,9 @@ def main() -> None:
         default=1e8,
         help="skip torchmetrics above users x items cells (its states hold every row: ~13 bytes a cell)",
     )
-    parser.add_argument("--torchmetrics-repeat-cells", type=float, default=2e6, help="above: torchmetrics once")
+    parser.add_argument(
+        "--torchmetrics-repeat-cells", type=float, default=2e6, help="above: torchmetrics runs once"
+    )
     parser.add_argument("--recbole-python", type=Path, default=DEFAULT_RECBOLE_PYTHON)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -245,7 +247,7 @@ def main() -> None:
                     "versions": peer["versions"],
                 }
             if users * items <= args.torchmetrics_max_cells:
-                # torchmetrics takes minutes on a busy 2-core machine: one run above --torchmetrics-repeat-cells
+                # torchmetrics takes minutes on a busy 2-core machine: one run above the cell count
                 repeats = args.repeats if users * items <= args.torchmetrics_repeat_cells else 1
                 tm_runs = [torchmetrics_eval(problem, args.user_chunk) for _ in range(repeats)]
                 tm_seconds = statistics.median(seconds for seconds, _ in tm_runs)
