@@ -58,7 +58,7 @@ for precision in ("32-true", "bf16-mixed"):
                "backbone=tiny_bert", f"backbone.config_overrides={sizes}", f"backbone.max_length={16 if tiny else 128}",
                "trainer=gpu" if torch.cuda.is_available() else "trainer=cpu", f"trainer.precision={precision}",
                "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "dataset.batch_size=32",
-               f"paths.output_dir={out_dir}"]
+               f"paths.output_dir={out_dir}", f"paths.data_dir={work / 'data'}"]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
