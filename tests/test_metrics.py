@@ -102,6 +102,20 @@ def test_chunking_over_items_changes_nothing_and_ties_go_to_the_lower_code():
             assert 3 in row and row.index(3) < row.index(30)
 
 
+def test_all_scores_tied_rank_by_code_and_skip_seen_items():
+    users, items = torch.zeros(3, 4), torch.zeros(30, 4)  # an untrained model: every score is 0
+    seen = torch.tensor([[0, 2, -1], [-1, -1, -1], [1, 3, 4]])
+    for chunk in (7, 30):
+        top = top_k_items(users, items, seen, 5, item_chunk=chunk)
+        assert top.tolist() == [[1, 3, 4, 5, 6], [0, 1, 2, 3, 4], [0, 2, 5, 6, 7]]
+
+
+def test_fewer_unseen_items_than_k_rank_the_seen_ones_last():
+    users, items = torch.ones(1, 1), torch.arange(4.0)[:, None]  # item 3 scores highest
+    top = top_k_items(users, items, torch.tensor([[3, 1]]), 4)
+    assert top.tolist() == [[2, 0, 1, 3]]  # then the masked ones, lower code first
+
+
 def test_sampled_candidates_rank_only_their_own_items():
     users = torch.tensor([[1.0], [1.0]])
     items = torch.tensor([[5.0], [4.0], [3.0], [2.0], [1.0]])  # item 0 scores highest

@@ -27,6 +27,30 @@ def _stable_top(scores: torch.Tensor, codes: torch.Tensor, k: int) -> tuple[torc
     return scores.gather(1, order), codes.gather(1, order)
 
 
+def _chunk_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (scores, column positions) of each row, ties going to the lower position.
+
+    `topk` (a partial selection, far cheaper than sorting the row) picks k + 1; its pick of the first
+    k is exact unless the (k + 1)-th score equals the k-th (a tie across the cut, or fewer than k + 1
+    finite scores): those few rows are redone with a stable full sort.
+    """
+    width = scores.shape[1]
+    values, positions = scores.topk(min(k + 1, width), dim=1)
+    tied = values[:, k] == values[:, k - 1] if width > k else torch.zeros_like(values[:, 0], dtype=torch.bool)
+    values, positions = values[:, :k], positions[:, :k]
+    # order the k picked by (score descending, position ascending): sort by position, then stably by score
+    positions, by_position = positions.sort(dim=1)
+    values = values.gather(1, by_position)
+    values, by_score = values.sort(dim=1, descending=True, stable=True)
+    positions = positions.gather(1, by_score)
+    if tied.any():
+        rows = tied.nonzero(as_tuple=True)[0]
+        order = scores[rows].sort(dim=1, descending=True, stable=True).indices[:, :k]
+        positions[rows] = order
+        values[rows] = scores[rows].gather(1, order)
+    return values, positions
+
+
 def top_k_items(
     user_vectors: torch.Tensor,
     item_vectors: torch.Tensor,
@@ -45,14 +69,23 @@ def top_k_items(
     best_codes = torch.empty(batch, 0, dtype=torch.long, device=user_vectors.device)
     for start in range(0, item_vectors.shape[0], item_chunk):
         chunk = item_vectors[start : start + item_chunk]
-        scores = user_vectors @ chunk.T
-        local = exclude - start
-        rows, cols = ((exclude >= 0) & (local >= 0) & (local < chunk.shape[0])).nonzero(as_tuple=True)
-        scores[rows, local[rows, cols]] = float("-inf")
-        codes = torch.arange(start, start + chunk.shape[0], device=scores.device).expand(batch, -1)
+        width = chunk.shape[0]
+        # one spare all-zero item column receives the -inf of every padding or out-of-chunk code, so the
+        # history is masked by one scatter (no nonzero/index_put over the history)
+        scores = user_vectors @ torch.cat([chunk, chunk.new_zeros(1, chunk.shape[1])]).T
+        if width == item_vectors.shape[0]:  # one chunk (the usual case): padding -1 wraps round to width
+            spare = exclude.remainder(width + 1)
+        else:
+            local = exclude - start
+            spare = local.where((local >= 0) & (local < width), width)
+        scores.scatter_(1, spare, float("-inf"))
+        values, positions = _chunk_top(scores[:, :width], min(k, width))
+        if start == 0:
+            best_scores, best_codes = values, positions
+            continue
         # earlier chunks hold lower codes, so concatenating them first keeps ties ordered by code
         best_scores, best_codes = _stable_top(
-            torch.cat([best_scores, scores], dim=1), torch.cat([best_codes, codes], dim=1), k
+            torch.cat([best_scores, values], dim=1), torch.cat([best_codes, positions + start], dim=1), k
         )
     return best_codes
 
