@@ -99,6 +99,7 @@ class BackboneConfig:
     max_length: int = 64  # tokens per text, after truncation
     image_size: int = 224  # pixels per side after resizing (image backbones)
     gradient_checkpointing: bool = False  # trade compute for memory
+    compile: bool = False  # torch.compile the backbone (pays off on GPUs; the first steps are slow)
     trust_remote_code: bool = False  # never execute hub code unless asked
 
 
@@ -135,6 +136,7 @@ class DatasetConfig:
     batch_size: int = 64  # training interactions per step
     eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
     num_workers: int = 0  # DataLoader worker processes
+    length_buckets: int = 0  # >0: per-row texts batched by similar length within windows of N batches
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from recfit.data.encode import ImageContent, TextContent
+from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
 from recfit.data.tables import ITEM, USER
@@ -208,6 +209,7 @@ class RecDataModule(pl.LightningDataModule):
         seed: int = 0,
         candidate_seed: int = 0,
         cold_items: bool = False,
+        length_buckets: int = 0,
     ) -> None:
         super().__init__()
         self.splits = splits
@@ -224,6 +226,7 @@ class RecDataModule(pl.LightningDataModule):
         self.candidate_seed = candidate_seed
         self.seed = seed
         self.cold_items = cold_items
+        self.length_buckets = length_buckets
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
         # one sampler for the whole run: its generator moves on from epoch to epoch
         self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
@@ -242,12 +245,28 @@ class RecDataModule(pl.LightningDataModule):
             # a generator of its own: otherwise each new iterator takes a draw from torch's global RNG,
             # and a resumed run would see shifted dropout masks
             "generator": torch.Generator().manual_seed(self.seed),
+            "pin_memory": torch.cuda.is_available(),  # faster host-to-GPU copies; a no-op without CUDA
         }
         if split == "train":
-            return ResumableLoader(
-                RowDataset(len(frame)), sampler=EpochSampler(len(frame), self.seed), **options
-            )
+            return ResumableLoader(RowDataset(len(frame)), sampler=self._train_sampler(frame), **options)
         return DataLoader(RowDataset(len(frame)), shuffle=False, **options)
+
+    def _train_sampler(self, frame: pd.DataFrame) -> EpochSampler:
+        """Length-bucketed batches for per-row texts (cross-encoder pairs, text classification).
+
+        Two-tower batches are not bucketed: their items double as in-batch negatives, and negatives
+        all of one length would make the task easier in a way that depends on text length.
+        """
+        if self.length_buckets > 0 and self.inputs == BatchInputs.pair_text:
+            users = None if self.user_content is None else frame[USER].to_numpy()
+            lengths = pair_lengths(
+                frame[ITEM].to_numpy(),
+                self.item_content.lengths(),
+                users,
+                None if self.user_content is None else self.user_content.lengths(),
+            )
+            return LengthBucketSampler(lengths, self.batch_size, self.length_buckets, self.seed)
+        return EpochSampler(len(frame), self.seed)
 
     def _ranking_loader(self, split: str) -> DataLoader:
         seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])

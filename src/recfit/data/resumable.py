@@ -29,10 +29,17 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size  # the full length: Lightning itself discounts the batches already served
 
+    def generator(self) -> torch.Generator:
+        """The random stream of the current epoch: a pure function of (seed, epoch)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def order(self) -> list[int]:
+        """Every row once, in this epoch's order."""
+        return torch.randperm(self.size, generator=self.generator()).tolist()
+
     def __iter__(self) -> Iterator[int]:
-        # a generator, so the permutation is drawn when iteration starts, after set_epoch
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        # a generator, so the order is drawn when iteration starts, after set_epoch
+        order = self.order()
         start, self.start = self.start, 0
         yield from order[start:]
 

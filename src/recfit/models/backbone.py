@@ -96,6 +96,8 @@ def load_backbone(cfg: DictConfig) -> Backbone | None:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     apply_freeze(model, cfg.freeze)
+    if cfg.compile:
+        model.compile()  # in place: parameter names, and so checkpoints, stay those of the plain model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("backbone %s: %s parameters, %s trainable", type(model).__name__, f"{total:,}", f"{trainable:,}")

@@ -25,6 +25,7 @@ from recfit.data.encode import ImageContent, TextContent
 from recfit.data.filters import filter_interactions
 from recfit.data.split import make_splits
 from recfit.data.tables import ITEM, RecData
+from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
 from recfit.models.popularity import Popularity
@@ -46,6 +47,7 @@ from recfit.training.run_folder import (
     write_parquet_atomic,
 )
 from recfit.training.targets import targets_for
+from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,14 @@ def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, Te
         return ImageContent(data.item_images, preprocessor), None
     if data.item_text is None:
         raise DataError(f"data set '{data.name}' has no item text for the text backbone")
-    items = TextContent(data.item_text, preprocessor, cfg.backbone.max_length)
+    length, data_dir = cfg.backbone.max_length, cfg.paths.data_dir
+    items = TextContent(
+        data.item_text, preprocessor, length, cached_token_ids(data.item_text, preprocessor, length, data_dir)
+    )
     users = None
     if cfg.model.name == ModelName.cross_encoder and data.user_text is not None:
-        users = TextContent(data.user_text, preprocessor, cfg.backbone.max_length)
+        ids = cached_token_ids(data.user_text, preprocessor, length, data_dir)
+        users = TextContent(data.user_text, preprocessor, length, ids)
     return items, users
 
 
@@ -202,6 +208,7 @@ def build(cfg: DictConfig) -> Built:
         seed=cfg.seed,
         candidate_seed=cfg.dataset.split_seed,
         cold_items=split.method == SplitMethod.cold_item,
+        length_buckets=cfg.dataset.length_buckets,
     )
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
@@ -283,7 +290,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
     )
     interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
-    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted]
+    throughput = TrainThroughput()
+    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted, throughput]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -301,6 +309,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         if earlier_curves is not None:
             _join_curves(run_dir, earlier_curves)
+        record["train_throughput"] = throughput.summary()
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
     best = checkpoint.best_model_path or None
