@@ -227,6 +227,8 @@ class RecDataModule(pl.LightningDataModule):
         self.seed = seed
         self.cold_items = cold_items
         self.length_buckets = length_buckets
+        # decided now: `inputs` may later switch to ids when the backbone's first layers are cached
+        self.rows_are_texts = inputs == BatchInputs.pair_text and isinstance(item_content, TextContent)
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
         # one sampler for the whole run: its generator moves on from epoch to epoch
         self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
@@ -257,7 +259,7 @@ class RecDataModule(pl.LightningDataModule):
         Two-tower batches are not bucketed: their items double as in-batch negatives, and negatives
         all of one length would make the task easier in a way that depends on text length.
         """
-        if self.length_buckets > 0 and self.inputs == BatchInputs.pair_text:
+        if self.length_buckets > 0 and self.rows_are_texts:
             users = None if self.user_content is None else frame[USER].to_numpy()
             lengths = pair_lengths(
                 frame[ITEM].to_numpy(),

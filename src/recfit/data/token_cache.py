@@ -31,7 +31,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of what decides a tokenizer's output: its serialised pipeline, or class + vocabulary."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        description = backend.to_str()
+        pipeline = json.loads(backend.to_str())
+        # truncation / padding are per-call settings that linger after a call: not the tokenizer's identity
+        pipeline.pop("truncation", None)
+        pipeline.pop("padding", None)
+        description = json.dumps(pipeline, sort_keys=True)
     else:
         description = type(tokenizer).__name__ + json.dumps(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(description.encode()).hexdigest()

@@ -28,6 +28,7 @@ from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
+from recfit.models.frozen_prefix import attach_prefix_cache
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
@@ -214,6 +215,10 @@ def build(cfg: DictConfig) -> Built:
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
         recommender.cache_item_features(datamodule.item_batches(cfg.dataset.eval_batch_size))
         datamodule.inputs = BatchInputs.ids
+    elif attach_prefix_cache(recommender, cfg.backbone.freeze, user_content is None):
+        log.info("first %s backbone layers frozen: running them once per item", cfg.backbone.freeze)
+        recommender.prefix_cache.fill(datamodule.item_batches(cfg.dataset.eval_batch_size))
+        datamodule.inputs = BatchInputs.ids  # batches need item codes only: the states are cached
     module = RecModule(
         recommender,
         task=cfg.task,
