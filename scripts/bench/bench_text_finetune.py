@@ -138,7 +138,9 @@ def main() -> None:
         hf, recfit = [], []
         for attempt in range(arguments.repeats):  # interleaved, so load from other jobs hits both alike
             hf.append(run_hf(csv_path, train_rows, folder))
+            print("hf", json.dumps(hf[-1]), file=sys.stderr, flush=True)  # progress, on a loaded machine
             recfit.append(run_recfit(csv_path, folder, attempt))
+            print("recfit", json.dumps(recfit[-1]), file=sys.stderr, flush=True)
     hf_rate = statistics.median(r["samples_per_s"] for r in hf)
     recfit_rate = statistics.median(r["samples_per_s"] for r in recfit)
     print(
