@@ -127,6 +127,7 @@ class BackboneConfig:
     max_length: int = 64  # tokens per text, after truncation
     image_size: int = 224  # pixels per side after resizing (image backbones)
     gradient_checkpointing: bool = False  # trade compute for memory
+    compile: bool = False  # torch.compile the backbone (pays off on GPUs; the first steps are slow)
     trust_remote_code: bool = False  # never execute hub code unless asked
     adapter: AdapterName = AdapterName.none  # none: train the weights (see freeze); lora: adapters only
     lora: LoraConfig = field(default_factory=LoraConfig)  # with adapter=lora
@@ -168,6 +169,7 @@ class DatasetConfig:
     num_workers: int = 0  # DataLoader worker processes
     class_weights: Any = None  # ctr / text classification: null | balanced | [w0, w1, ...] per class
     resampling: Resampling = Resampling.none  # none | oversample | undersample training rows to equal classes
+    length_buckets: int = 0  # >0: per-row texts batched by similar length within windows of N batches
 
 
 @dataclass

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.eval_shards import ContiguousShardSampler
+from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
 from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
@@ -223,6 +224,7 @@ class RecDataModule(pl.LightningDataModule):
         candidate_seed: int = 0,
         cold_items: bool = False,
         resampling: Resampling = Resampling.none,
+        length_buckets: int = 0,
     ) -> None:
         super().__init__()
         self.splits = splits
@@ -240,6 +242,9 @@ class RecDataModule(pl.LightningDataModule):
         self.seed = seed
         self.cold_items = cold_items
         self.resampling = resampling
+        self.length_buckets = length_buckets
+        # decided now: `inputs` may later switch to ids when the backbone's first layers are cached
+        self.rows_are_texts = inputs == BatchInputs.pair_text and isinstance(item_content, TextContent)
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
         # one sampler for the whole run: its generator moves on from epoch to epoch
         self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
@@ -258,10 +263,10 @@ class RecDataModule(pl.LightningDataModule):
             # a generator of its own: otherwise each new iterator takes a draw from torch's global RNG,
             # and a resumed run would see shifted dropout masks
             "generator": torch.Generator().manual_seed(self.seed),
+            "pin_memory": torch.cuda.is_available(),  # faster host-to-GPU copies; a no-op without CUDA
         }
         if split == "train":
-            sampler = EpochSampler(len(frame), self.seed, self.targets[split], self.resampling)
-            return ResumableLoader(RowDataset(len(frame)), sampler=sampler, **options)
+            return ResumableLoader(RowDataset(len(frame)), sampler=self._train_sampler(frame), **options)
         return DataLoader(RowDataset(len(frame)), sampler=self._evaluation_sampler(len(frame)), **options)
 
     def _evaluation_sampler(self, size: int) -> ContiguousShardSampler | None:
@@ -270,6 +275,30 @@ class RecDataModule(pl.LightningDataModule):
         if trainer is None or trainer.world_size == 1:
             return None
         return ContiguousShardSampler(size, trainer.world_size, trainer.global_rank)
+
+    def _train_sampler(self, frame: pd.DataFrame) -> EpochSampler:
+        """Length-bucketed batches for per-row texts (cross-encoder pairs, text classification).
+
+        Two-tower batches are not bucketed: their items double as in-batch negatives, and negatives
+        all of one length would make the task easier in a way that depends on text length.
+        """
+        if self.length_buckets > 0 and self.rows_are_texts:
+            users = None if self.user_content is None else frame[USER].to_numpy()
+            lengths = pair_lengths(
+                frame[ITEM].to_numpy(),
+                self.item_content.lengths(),
+                users,
+                None if self.user_content is None else self.user_content.lengths(),
+            )
+            return LengthBucketSampler(
+                lengths,
+                self.batch_size,
+                self.length_buckets,
+                self.seed,
+                self.targets["train"],
+                self.resampling,
+            )
+        return EpochSampler(len(frame), self.seed, self.targets["train"], self.resampling)
 
     def _ranking_loader(self, split: str) -> DataLoader:
         seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])

@@ -16,15 +16,21 @@ import torch
 class TextContent:
     """Token ids of a list of texts, and the padded model inputs for any of them (or pairs of them)."""
 
-    def __init__(self, texts: list[str], tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self, texts: list[str], tokenizer: Any, max_length: int, ids: list[list[int]] | None = None
+    ) -> None:
+        """`ids`: the texts' token ids computed earlier (see token_cache); tokenized here when None."""
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.cls_id = tokenizer.cls_token_id
         self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.with_token_types = "token_type_ids" in tokenizer.model_input_names
-        encoded = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
-        self.ids: list[list[int]] = encoded["input_ids"]
+        if ids is None:
+            ids = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)[
+                "input_ids"
+            ]
+        self.ids: list[list[int]] = ids
 
     def _wrap(self, first: list[int], second: list[int] | None) -> tuple[list[int], list[int]]:
         """[CLS] a [SEP] (b [SEP]) for BERT-style tokenizers; a (<eos> b) for GPT-2-style ones."""

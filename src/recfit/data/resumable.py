@@ -40,12 +40,24 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size  # the full length: Lightning itself discounts the batches already served
 
-    def __iter__(self) -> Iterator[int]:
-        # a generator, so the permutation is drawn when iteration starts, after set_epoch
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+    def generator(self) -> torch.Generator:
+        """The random stream of the current epoch: a pure function of (seed, epoch)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def order(self) -> list[int]:
+        """Every row once (or this epoch's resampled rows), in this epoch's order."""
+        return self.shuffled_rows(self.generator()).tolist()
+
+    def shuffled_rows(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's rows, resampled towards balanced classes if asked, in a random order."""
+        order = torch.randperm(self.size, generator=generator)
         if self.groups is not None:
-            order = resampled_rows(self.groups, self.resampling, generator)[order].tolist()
+            return torch.as_tensor(resampled_rows(self.groups, self.resampling, generator))[order]
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        # a generator, so the order is drawn when iteration starts, after set_epoch
+        order = self.order()
         start, self.start = self.start, 0
         yield from order[start:]
 

@@ -38,9 +38,10 @@ class Backbone(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.modality == Modality.image:
             return self.model(pixel_values=inputs["pixel_values"]).pooler_output.flatten(1)
-        output = self.model(**inputs)
-        states = output.last_hidden_state
-        mask = inputs["attention_mask"]
+        return self.pool(self.model(**inputs).last_hidden_state, inputs["attention_mask"])
+
+    def pool(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states [N, L, hidden] and their attention mask -> one vector per row."""
         if self.pooling == Pooling.cls:
             return states[:, 0]
         if self.pooling == Pooling.last:
@@ -95,9 +96,12 @@ def load_backbone(cfg: DictConfig) -> Backbone | None:
         return None
     model = build_hf_model(cfg)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it (the old name warns); non-reentrant: frozen embeddings still work
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     apply_freeze(model, cfg.freeze)
     model = add_adapter(model, cfg)
+    if cfg.compile:
+        model.compile()  # in place: parameter names, and so checkpoints, stay those of the plain model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("backbone %s: %s parameters, %s trainable", type(model).__name__, f"{total:,}", f"{trainable:,}")

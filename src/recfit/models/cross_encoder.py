@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from recfit.models.backbone import Backbone
+from recfit.models.frozen_prefix import FrozenPrefixCache
 
 
 class CrossEncoder(nn.Module):
@@ -16,6 +17,7 @@ class CrossEncoder(nn.Module):
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, num_outputs))
         self.num_outputs = num_outputs
+        self.prefix_cache: FrozenPrefixCache | None = None  # set for item-text-only rows, first layers frozen
 
     def set_output_offset(self, value: float) -> None:
         """Start predictions at `value` (the mean training target) instead of 0."""
@@ -23,5 +25,9 @@ class CrossEncoder(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """[B] scores (one output) or [B, num_outputs] logits."""
-        output = self.head(self.backbone(batch["pair_inputs"]))
+        if self.prefix_cache is not None and self.prefix_cache.ready:
+            features = self.prefix_cache(batch["item"])  # rows are item texts alone (text classification)
+        else:
+            features = self.backbone(batch["pair_inputs"])
+        output = self.head(features)
         return output.squeeze(-1) if self.num_outputs == 1 else output

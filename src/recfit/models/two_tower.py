@@ -7,6 +7,7 @@ from torch import nn
 
 from recfit.models.backbone import Backbone
 from recfit.models.dot_product import DotProductRecommender
+from recfit.models.frozen_prefix import FrozenPrefixCache
 
 
 class TwoTower(DotProductRecommender):
@@ -39,6 +40,7 @@ class TwoTower(DotProductRecommender):
         if self.item_embedding is not None:
             nn.init.zeros_(self.item_embedding.weight)
         self.register_buffer("cached_features", torch.empty(0), persistent=False)
+        self.prefix_cache: FrozenPrefixCache | None = None  # set when the first layers are frozen
 
     @torch.no_grad()
     def cache_item_features(self, item_batches) -> None:
@@ -53,8 +55,12 @@ class TwoTower(DotProductRecommender):
         self.backbone.train(was_training)
 
     def encode_items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        cached = self.cached_features.numel() > 0
-        features = self.cached_features[items] if cached else self.backbone(inputs)
+        if self.cached_features.numel() > 0:
+            features = self.cached_features[items]
+        elif self.prefix_cache is not None and self.prefix_cache.ready:
+            features = self.prefix_cache(items)
+        else:
+            features = self.backbone(inputs)
         vectors = self.projection(features)
         if self.item_embedding is not None:
             vectors = vectors + self.item_embedding(items)

@@ -28,8 +28,10 @@ from recfit.data.filters import filter_interactions
 from recfit.data.resampling import resampled_size
 from recfit.data.split import make_splits
 from recfit.data.tables import ITEM, RecData
+from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
+from recfit.models.frozen_prefix import attach_prefix_cache
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
@@ -53,6 +55,7 @@ from recfit.training.run_folder import (
     write_json_atomic,
 )
 from recfit.training.targets import targets_for
+from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,14 @@ def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, Te
         return ImageContent(data.item_images, preprocessor), None
     if data.item_text is None:
         raise DataError(f"data set '{data.name}' has no item text for the text backbone")
-    items = TextContent(data.item_text, preprocessor, cfg.backbone.max_length)
+    length, data_dir = cfg.backbone.max_length, cfg.paths.data_dir
+    items = TextContent(
+        data.item_text, preprocessor, length, cached_token_ids(data.item_text, preprocessor, length, data_dir)
+    )
     users = None
     if cfg.model.name == ModelName.cross_encoder and data.user_text is not None:
-        users = TextContent(data.user_text, preprocessor, cfg.backbone.max_length)
+        ids = cached_token_ids(data.user_text, preprocessor, length, data_dir)
+        users = TextContent(data.user_text, preprocessor, length, ids)
     return items, users
 
 
@@ -213,6 +220,7 @@ def build(cfg: DictConfig) -> Built:
         candidate_seed=cfg.dataset.split_seed,
         cold_items=split.method == SplitMethod.cold_item,
         resampling=cfg.dataset.resampling,
+        length_buckets=cfg.dataset.length_buckets,
     )
     vector_cache = None
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
@@ -221,6 +229,10 @@ def build(cfg: DictConfig) -> Built:
         batches = partial(datamodule.item_batches, cfg.dataset.eval_batch_size)
         vector_cache = load_or_compute(recommender, batches, cache_dir, data.num_items)
         datamodule.inputs = BatchInputs.ids
+    elif attach_prefix_cache(recommender, cfg.backbone.freeze, user_content is None):
+        log.info("first %s backbone layers frozen: running them once per item", cfg.backbone.freeze)
+        recommender.prefix_cache.fill(datamodule.item_batches(cfg.dataset.eval_batch_size))
+        datamodule.inputs = BatchInputs.ids  # batches need item codes only: the states are cached
     module = RecModule(
         recommender,
         task=cfg.task,
@@ -310,7 +322,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
     # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
-    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted, per_user]
+    throughput = TrainThroughput()
+    callbacks: list[pl.Callback] = [checkpoint, last, RNGStateCallback(), interrupted, per_user, throughput]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -334,6 +347,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         if earlier_curves is not None and trainer.is_global_zero:
             _join_curves(run_dir, earlier_curves)
+        record["train_throughput"] = throughput.summary()
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
     best = checkpoint.best_model_path or None
