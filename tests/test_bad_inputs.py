@@ -64,7 +64,8 @@ CONFIG_CASES = [
     ("split shares", ["split.test=0.6", "split.val=0.5"], "must be in [0, 1) and leave some training data"),
     ("batch size", ["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
     ("batch size vs in-batch softmax", ["dataset.batch_size=1"], "dataset.batch_size must be at least 2"),
-    ("devices", ["trainer.devices=0"], "trainer.devices must be auto, a count of at least 1"),
+    ("length buckets", ["dataset.length_buckets=-1"], "dataset.length_buckets must be 0 (off) or more"),
+    ("devices", ["trainer.devices=0"], "trainer.devices must be auto, -1 (all), a count of at least 1"),
     (
         "missing data path",
         ["experiment=ml100k_rating", "dataset.path=/no/such/dir"],

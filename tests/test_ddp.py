@@ -116,11 +116,13 @@ def test_two_processes_evaluate_exactly_like_one(trained, task, tmp_path):
 def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
     outputs = tmp_path / "outputs"
     result = recfit(
-        "train", "-m", *TASKS["ranking"], "trainer=ddp_cpu", "seed=1,2", f"paths.output_dir={outputs}",
+        "train", "-m", *TASKS["ranking"], "trainer=ddp_cpu", "seed=1,2",
+        f"paths.output_dir={outputs}", f"paths.data_dir={outputs}/data",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in outputs.iterdir()] == ["sweeps"]  # no stray run folder from a re-executed rank
+    # no stray run folder from a re-executed rank ("data" holds the token cache)
+    assert sorted(p.name for p in outputs.iterdir()) == ["data", "sweeps"]
     (sweep,) = list(outputs.glob("sweeps/*/*"))
     expected = [".sweep_summary.csv.lock", "0", "1", "multirun.yaml", "sweep_summary.csv"]
     assert sorted(p.name for p in sweep.iterdir()) == expected
@@ -132,6 +134,10 @@ def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
         table = pd.read_parquet(sweep / job / "per_user.parquet")
         assert len(table) == table["user"].nunique() == 41
         assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+        # the spawned evaluation workers rewrite metrics.csv: the training curves must survive them
+        curves = pd.read_csv(sweep / job / "metrics.csv")
+        assert curves["train/loss_epoch"].notna().any() and curves["test/ndcg@10"].notna().any()
+        assert record["train_throughput"]["samples"] > 0  # counted in the workers, over both ranks
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # nothing written where it was launched
 
 
@@ -151,6 +157,7 @@ def test_ddp_reexecuting_the_command_line_trains_every_rank_into_one_folder(tmp_
     result = recfit(
         "train", *TASKS["ranking"], "trainer=ddp_cpu", "trainer.strategy=ddp_find_unused_parameters_true",
         f"paths.output_dir={outputs}",
+        f"paths.data_dir={outputs}/data",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

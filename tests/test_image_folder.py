@@ -57,6 +57,8 @@ def test_reads_items_images_and_interactions(shop):
     # item codes follow items.csv's rows: item 5 has colour 5 % 4 = 1, green
     assert data.item_images[5, :, :, 1].mean() > data.item_images[5, :, :, 0].mean() + 100
     assert data.item_text[5] == "colour 1 item 5"
+    # raw ids, as `recfit recommend --user` takes them and `recfit embed` writes them
+    assert data.item_ids[5] == "sku-005" and "u0" in set(data.user_ids)
     assert len(data.interactions) == 30 * 8
     assert set(data.interactions.columns) == {"user", "item", "rating", "timestamp"}
     assert data.interactions["rating"].isin([2.0, 5.0]).all()

@@ -51,6 +51,8 @@ def train_app(cfg: DictConfig) -> float | None:
 
         record_failure(cfg, run_dir, error)
         return _report_failure(error, in_sweep)
+    from lightning.pytorch.utilities import rank_zero_only
+
     from recfit.report import print_metrics
     from recfit.training.console import is_quiet
     from recfit.training.run import train
@@ -64,7 +66,7 @@ def train_app(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed: %s", error)
         return None
-    if not is_quiet(cfg):
+    if not is_quiet(cfg) and rank_zero_only.rank == 0:  # DDP ranks 1..N-1 print nothing
         print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
     return result.metrics.get(f"val/{cfg.task.metric}")
 

@@ -183,6 +183,10 @@ def _check_numbers(cfg: DictConfig) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if cfg.dataset[key] < 1:
             raise ConfigError(f"dataset.{key} must be at least 1 (got {cfg.dataset[key]})")
+    if cfg.dataset.length_buckets < 0:
+        raise ConfigError(
+            f"dataset.length_buckets must be 0 (off) or more (got {cfg.dataset.length_buckets})"
+        )
     devices = cfg.trainer.devices
     bad_count = isinstance(devices, int) and devices < 1 and devices != -1
     if bad_count or isinstance(devices, str) and devices != "auto":

@@ -25,7 +25,8 @@ class CrossEncoder(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """[B] scores (one output) or [B, num_outputs] logits."""
-        if self.prefix_cache is not None and self.prefix_cache.ready:
+        # inference (recommend, --explain) passes pair inputs only: the full backbone gives the same scores
+        if self.prefix_cache is not None and self.prefix_cache.ready and "item" in batch:
             features = self.prefix_cache(batch["item"])  # rows are item texts alone (text classification)
         else:
             features = self.backbone(batch["pair_inputs"])

@@ -289,6 +289,14 @@ def _join_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
     replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
 
 
+def _append_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
+    """metrics.csv = the curves of training + the rows of the evaluation that replaced them."""
+    path = run_dir / CURVES_FILE
+    later = pd.read_csv(path) if path.is_file() else earlier.iloc[:0]
+    joined = pd.concat([earlier, later], ignore_index=True)
+    replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
+
+
 def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
     quiet = console.is_quiet(cfg)
     console.show_config(cfg, run_dir, quiet)
@@ -347,9 +355,12 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         if earlier_curves is not None and trainer.is_global_zero:
             _join_curves(run_dir, earlier_curves)
-        record["train_throughput"] = throughput.summary()
+        record["train_throughput"] = TrainThroughput.summary(trainer)
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
+    # ddp_spawn: each validate/test starts new workers whose logger copy rewrites metrics.csv afresh
+    spawned = getattr(trainer.strategy, "_start_method", None) == "spawn"
+    curves = _set_aside_curves(run_dir) if spawned and trainer.is_global_zero else None
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}
@@ -363,6 +374,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         ):
             metrics.update(result)
     close_loggers(loggers)
+    if curves is not None:
+        _append_curves(run_dir, curves)
     return clean_metrics(metrics)
 
 

@@ -11,6 +11,10 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
+
+# trainer.callback_metrics is what a spawned DDP rank 0 hands back to the launching process
+SUMMARY_KEYS = ("throughput/samples", "throughput/seconds")
 
 
 class TrainThroughput(pl.Callback):
@@ -36,7 +40,15 @@ class TrainThroughput(pl.Callback):
         # validation inside an epoch (val_check_interval < 1) must not count as training time
         self._last_batch_end = time.perf_counter()
 
-    def summary(self) -> dict[str, float]:
-        """Samples, seconds and samples/s of all training batches of this process."""
-        rate = self.samples / self.seconds if self.seconds else 0.0
-        return {"samples": self.samples, "seconds": round(self.seconds, 3), "samples_per_s": round(rate, 2)}
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # every rank's samples, over the slowest rank's seconds
+        samples = trainer.strategy.reduce(torch.tensor(float(self.samples)), reduce_op="sum")
+        seconds = trainer.strategy.reduce(torch.tensor(self.seconds), reduce_op="max")
+        trainer.callback_metrics.update(dict(zip(SUMMARY_KEYS, (samples, seconds), strict=True)))
+
+    @staticmethod
+    def summary(trainer: pl.Trainer) -> dict[str, float]:
+        """Samples, seconds and samples/s of all training batches of all processes of the last fit."""
+        samples, seconds = (float(trainer.callback_metrics.get(key, 0.0)) for key in SUMMARY_KEYS)
+        rate = samples / seconds if seconds else 0.0
+        return {"samples": int(samples), "seconds": round(seconds, 3), "samples_per_s": round(rate, 2)}

@@ -81,6 +81,8 @@ def read_image_folder(
         num_items=len(item_ids),
         item_text=items[text_column].fillna("").tolist() if text_column else None,
         item_images=np.stack(images),
+        user_ids=user_ids.to_numpy(),
+        item_ids=item_ids.to_numpy(),
         skipped_rows={**bad_items.skipped, **bad_rows.skipped},
     )
 
