@@ -54,6 +54,17 @@ def test_ddp_configs_compose_and_bad_device_counts_are_refused():
         validate(compose(["trainer.num_nodes=0"]))
 
 
+def test_ddp_leaves_the_frozen_caches_alone():
+    """The item-vector and frozen-layer caches are not broadcast from rank 0 at every step."""
+    from recfit.training.run import build
+
+    for freeze, cache in (("all", "recommender.cached_features"), ("1", "recommender.prefix_cache.states")):
+        module = build(compose([*TINY, f"backbone.freeze={freeze}", "backbone.cache_vectors=false"])).module
+        ignored = module._ddp_params_and_buffers_to_ignore
+        assert cache in ignored and module.get_buffer(cache).numel() > 0
+        assert not any(name in ignored for name, _ in module.named_parameters())
+
+
 def evaluate(
     overrides: list[str], checkpoint: str, folder: Path, **trainer: object
 ) -> tuple[dict, pd.DataFrame]:

@@ -21,6 +21,15 @@ from recfit.training.optim import build_optimizer, total_optimizer_steps
 STAGES = ("val", "test")
 
 
+def non_persistent_buffers(module: nn.Module) -> list[str]:
+    """Full names of the buffers that checkpoints leave out (recfit's caches)."""
+    return [
+        f"{prefix}.{name}" if prefix else name
+        for prefix, child in module.named_modules()
+        for name in child._non_persistent_buffers_set
+    ]
+
+
 class RecModule(pl.LightningModule):
     """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>`."""
 
@@ -65,6 +74,9 @@ class RecModule(pl.LightningModule):
             else None
         )
         self.test_rows: list[dict[str, torch.Tensor]] = []
+        # data-derived caches (frozen item vectors, frozen-layer states, logQ) are built alike on every
+        # rank: DDP must not broadcast them, possibly gigabytes, from rank 0 at every step
+        self._ddp_params_and_buffers_to_ignore = non_persistent_buffers(self)
         self.sum_dtype = torch.float64
 
     def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
