@@ -7,7 +7,7 @@ folder. Then, each in a fresh child process:
 
   recfit  everything `recfit train` does before the model (run.build() up to the model): compose the
           config (dataset=recbole, split=ratio 0.8/0.1/0.1 per user, task=ranking, model=mf, loss=bpr,
-          as in experiment=ml100k_bpr), read_recbole_atomic, filter_interactions, make_splits,
+          as in experiment=ml100k_bpr), read_recbole_atomic, filter_interactions, split_data,
           targets_for each split, RecDataModule, and its train/val/test dataloaders (the ranking
           collators group every user's held-out and seen items)
   peer    what one would write by hand: pandas read_csv of the same file, factorize the ids, shuffle,
@@ -80,8 +80,7 @@ def run_recfit(file: Path) -> dict:
     from recfit.config import compose, validate
     from recfit.data.datamodule import RecDataModule
     from recfit.data.filters import filter_interactions
-    from recfit.data.split import make_splits
-    from recfit.training.run import INPUTS_FOR_MODEL, read_dataset
+    from recfit.training.run import INPUTS_FOR_MODEL, read_dataset, split_data
     from recfit.training.targets import targets_for
 
     after_imports = memory_kib("VmRSS")
@@ -91,19 +90,7 @@ def run_recfit(file: Path) -> dict:
     cfg = compose(overrides)
     validate(cfg)
     data, _ = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
-    split = cfg.split
-    splits = make_splits(
-        data,
-        split.method.value,
-        val=split.val,
-        test=split.test,
-        seed=cfg.dataset.split_seed,
-        order=split.order.value,
-        per_user=split.per_user,
-        fold=split.fold,
-        stratify=split.stratify,
-        bootstrap=split.bootstrap,
-    )
+    splits = split_data(cfg, data)
     targets = {
         name: targets_for(getattr(splits, name), cfg.task.name, cfg.loss.name, cfg.task.rating_threshold)
         for name in ("train", "val", "test")

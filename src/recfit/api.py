@@ -13,23 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from recfit.training.run_folder import RunResult as TrainResult  # torch-free: paths and JSON only
 
 if TYPE_CHECKING:
     from recfit.inference.checkpoint import LoadedRun
     from recfit.inference.evaluate import EvalResult
-
-
-@dataclass
-class TrainResult:
-    """A finished training run: its status, final metrics, folder and whole metrics.json."""
-
-    status: str
-    metrics: dict[str, float | None]
-    run_dir: Path
-    record: dict[str, Any]
 
 
 def _run_dir(overrides: list[str]) -> Path:
@@ -50,6 +41,7 @@ def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
     Raises RecfitError (one line) for an invalid config or a run that fails on bad input.
     """
     from recfit.config import compose, validate
+    from recfit.config.launch import SAFE_IN_SWEEPS, started_externally
     from recfit.errors import RecfitError
     from recfit.training.run_folder import METRICS_FILE
 
@@ -58,7 +50,14 @@ def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
         raise RecfitError("recfit.train runs one job: pass key=value overrides only (no -m or flags)")
     if any(o.startswith(("resume=", "ckpt_path=", "hydra.run.dir=")) for o in overrides):
         raise RecfitError("recfit.train starts new runs only; resume a run with `recfit train resume=auto`")
-    validate(compose(overrides))
+    cfg = compose(overrides)
+    validate(cfg)
+    strategy = str(cfg.trainer.strategy)
+    if not started_externally() and not strategy.startswith(SAFE_IN_SWEEPS):
+        raise RecfitError(
+            f"recfit.train runs in this process: trainer.strategy={strategy} would re-run your script in "
+            "every rank; use trainer=ddp_cpu or trainer.strategy=ddp_spawn, or `recfit train` from a shell"
+        )
     run_dir = _run_dir(overrides)
 
     from recfit.apps import train_app

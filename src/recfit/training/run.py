@@ -26,7 +26,7 @@ from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, par
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.filters import filter_interactions
 from recfit.data.resampling import resampled_size
-from recfit.data.split import make_splits
+from recfit.data.split import Splits, make_splits
 from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
@@ -46,6 +46,7 @@ from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
+    RunResult,
     Status,
     clean_metrics,
     describe,
@@ -67,16 +68,6 @@ INPUTS_FOR_MODEL = {
     ModelName.lr: BatchInputs.ids,
 }
 CHECKPOINT_DIR = "checkpoints"
-
-
-@dataclass
-class RunResult:
-    """What a finished run reports: its status, metrics and folder."""
-
-    status: str
-    metrics: dict[str, float | None]
-    run_dir: Path
-    record: dict[str, Any]
 
 
 def read_dataset(cfg: DictConfig) -> RecData:
@@ -161,12 +152,10 @@ def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
     return f"ranking among {count} negatives sampled {how} per user (not comparable with full ranking)"
 
 
-def build(cfg: DictConfig) -> Built:
-    """Everything a Trainer needs, from a validated config."""
-    data, filtered = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
-    log.info("%s (%s)", data.summary(), filtered)
+def split_data(cfg: DictConfig, data: RecData) -> Splits:
+    """The train / val / test split of `data` that `cfg.split` and `cfg.dataset.split_seed` describe."""
     split = cfg.split
-    splits = make_splits(
+    return make_splits(
         data,
         split.method.value,
         val=split.val,
@@ -178,6 +167,14 @@ def build(cfg: DictConfig) -> Built:
         stratify=split.stratify,
         bootstrap=split.bootstrap,
     )
+
+
+def build(cfg: DictConfig) -> Built:
+    """Everything a Trainer needs, from a validated config."""
+    data, filtered = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
+    log.info("%s (%s)", data.summary(), filtered)
+    split = cfg.split
+    splits = split_data(cfg, data)
     protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items)}"
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name

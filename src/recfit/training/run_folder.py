@@ -8,11 +8,23 @@ import os
 import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: its status, final metrics, folder and whole metrics.json record."""
+
+    status: str
+    metrics: dict[str, float | None]
+    run_dir: Path
+    record: dict[str, Any]
+
 
 METRICS_FILE = "metrics.json"
 PER_USER_FILE = "per_user.parquet"
