@@ -92,9 +92,10 @@ def test_train_refuses_a_bad_config_in_one_line(outputs):
         recfit.train(overrides=["backbone=bertt", f"paths.output_dir={outputs}"])
     with pytest.raises(RecfitError, match="recfit.train starts new runs only"):
         recfit.train(overrides=["resume=auto", f"paths.output_dir={outputs}"])
+    runs_before = sorted(outputs.rglob("metrics.json"))
     with pytest.raises(RecfitError, match="would re-run your script in every rank"):
         recfit.train(overrides=["trainer=ddp_cpu", "trainer.strategy=ddp", f"paths.output_dir={outputs}"])
-    assert not outputs.exists() or not any(outputs.rglob("metrics.json"))
+    assert sorted(outputs.rglob("metrics.json")) == runs_before  # refused before any run folder
 
 
 def test_load_run_gives_config_metrics_model_and_datamodule(trained, loaded):
