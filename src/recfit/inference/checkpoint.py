@@ -15,11 +15,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recfit.errors import ConfigError, DataError, RecfitError
+from recfit.errors import ConfigError, RecfitError
+from recfit.training.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, METRICS_FILE
 
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
-BEST_CHECKPOINT = "best.ckpt"
 # Dataset keys that change how data is served, not which users and items exist.
 SERVING_KEYS = ("batch_size", "eval_batch_size", "num_workers", "split_seed")
 # Groups an evaluation may not change: the model it evaluates is the one that was trained.
@@ -123,17 +121,6 @@ def same_catalogue(original: DictConfig, cfg: DictConfig) -> bool:
     return identity(original.dataset) == identity(cfg.dataset)
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """The state dict of a Lightning checkpoint, read with weights_only=True (no code runs)."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # torch raises many kinds for a truncated or foreign file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"cannot load checkpoint {path}: {message}") from None
-
-
 def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRun:
     """Rebuild a completed run's model, data and best weights; `overrides` may point it at other data."""
     run_dir = Path(run_dir)
@@ -144,12 +131,13 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     import lightning.pytorch as pl
 
     from recfit.inference.transfer import load_weights
+    from recfit.training.checkpoint_state import load_state_dict
     from recfit.training.run import build
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as training did: same random init
     built = build(cfg)
     transfer = load_weights(
-        built, load_state(checkpoint), checkpoint, same_catalogue(original, cfg), cfg.model.name.value
+        built, load_state_dict(checkpoint), checkpoint, same_catalogue(original, cfg), cfg.model.name.value
     )
     built.module.eval()
     return LoadedRun(

@@ -21,6 +21,7 @@ from recfit.config.parent_run import find_parent
 from recfit.config.schema import TransferPart
 from recfit.errors import DataError
 from recfit.models.parts import is_adapter, part_of, plain_name
+from recfit.training.checkpoint_state import load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,9 @@ MODULE_PREFIX = "recommender."  # the recommender's name inside the LightningMod
 def _parent_weights(path: str) -> dict[str, torch.Tensor]:
     """The parent recommender's tensors by plain name (without peft's wrapper names)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # torch raises many kinds for a truncated or foreign file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"init_from: cannot load checkpoint {path}: {message}") from None
+        state = load_state_dict(path)
+    except DataError as error:
+        raise DataError(f"init_from: {error}") from None
     return {
         plain_name(name[len(MODULE_PREFIX) :]): tensor
         for name, tensor in state.items()

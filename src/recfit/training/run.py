@@ -36,6 +36,7 @@ from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
 from recfit.training import console, run_info
+from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.init_from import take_parent_weights
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
@@ -44,6 +45,7 @@ from recfit.training.module import RecModule
 from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
+    CHECKPOINT_DIR,
     METRICS_FILE,
     PER_USER_FILE,
     RunResult,
@@ -67,7 +69,6 @@ INPUTS_FOR_MODEL = {
     ModelName.popularity: BatchInputs.ids,
     ModelName.lr: BatchInputs.ids,
 }
-CHECKPOINT_DIR = "checkpoints"
 
 
 def read_dataset(cfg: DictConfig) -> RecData:
@@ -257,11 +258,7 @@ RUN_INFO_FROM_RECORD = ("data", "data_sha256", "skipped_rows", "init_from")  # c
 
 def _check_checkpoint(path: str, module: RecModule) -> None:
     """Refuse, in one line, a checkpoint that cannot be read safely or does not fit this model."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # torch raises many kinds for a truncated or foreign file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"cannot load checkpoint {path}: {message}") from None
+    saved = load_state_dict(path)
     expected = {k: v.shape for k, v in module.state_dict().items() if k in dict(module.named_parameters())}
     for name, shape in expected.items():
         if name not in saved or saved[name].shape != shape:
