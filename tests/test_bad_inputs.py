@@ -62,6 +62,7 @@ CONFIG_CASES = [
     ("metric of another task", ["task=rating", "loss=mse", "task.metric=auc"], "task.metric 'auc' is not"),
     ("bad freeze", ["backbone.freeze=some"], "backbone.freeze 'some' must be one of"),
     ("split shares", ["split.test=0.6", "split.val=0.5"], "must be in [0, 1) and leave some training data"),
+    ("train fraction", ["split.train_fraction=0"], "split.train_fraction (0.0) must be in (0, 1]"),
     ("batch size", ["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
     ("batch size vs in-batch softmax", ["dataset.batch_size=1"], "dataset.batch_size must be at least 2"),
     ("length buckets", ["dataset.length_buckets=-1"], "dataset.length_buckets must be 0 (off) or more"),

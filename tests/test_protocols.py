@@ -6,6 +6,7 @@ repository; the small files of the format tests are written here.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +194,33 @@ def test_cold_items_never_reach_training(ml100k):
     assert set(make_splits(ml100k, "cold_item", seed=1).test["item"]) != test_items
 
 
+@pytest.mark.parametrize("method", ["ratio", "cold_item"])
+def test_train_fraction_keeps_nested_train_subsets_and_the_same_evaluation(ml100k, method):
+    full = make_splits(ml100k, method, seed=4)
+    parts = {f: make_splits(ml100k, method, seed=4, train_fraction=f) for f in (0.1, 0.25, 0.5)}
+    rows = {f: set(map(tuple, s.train[["user", "item"]].to_numpy())) for f, s in parts.items()}
+    assert rows[0.1] < rows[0.25] < rows[0.5] < set(map(tuple, full.train[["user", "item"]].to_numpy()))
+    for fraction, splits in parts.items():
+        assert len(splits.train) == math.ceil(fraction * len(full.train))
+        assert f"train_fraction {fraction:g} ({len(splits.train):,} train rows), split_seed 4" in splits.protocol
+        pd.testing.assert_frame_equal(splits.val, full.val)
+        pd.testing.assert_frame_equal(splits.test, full.test)
+        # the rows left out are still masked as seen: every fraction ranks the same candidates
+        for split in ("val", "test"):
+            seen = splits.seen_before(split).sort_values(["user", "item"]).reset_index(drop=True)
+            expected = full.seen_before(split).sort_values(["user", "item"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(seen, expected)
+    other_seed = make_splits(ml100k, method, seed=5, train_fraction=0.1).train
+    assert rows[0.1] != set(map(tuple, other_seed[["user", "item"]].to_numpy()))
+
+
 def test_bad_split_arguments_are_data_errors():
     data = _frame({0: 5})
     for kwargs, message in (
         ({"method": "random"}, "unknown split method 'random'"),
         ({"method": "ratio", "order": "newest"}, "unknown split order"),
         ({"method": "ratio", "val": 0.6, "test": 0.4}, "must be >= 0 and sum to less than 1"),
+        ({"method": "ratio", "train_fraction": 1.5}, r"split.train_fraction=1.5 must be in \(0, 1\]"),
     ):
         with pytest.raises(DataError, match=message):
             make_splits(data, **kwargs)

@@ -207,6 +207,8 @@ def _check_numbers(cfg: DictConfig) -> None:
         )
     if split.bootstrap < 0:
         raise ConfigError("split.bootstrap must be 0 or more")
+    if not 0 < split.train_fraction <= 1:
+        raise ConfigError(f"split.train_fraction ({split.train_fraction}) must be in (0, 1]")
     for key in ("k_core_users", "k_core_items"):
         if cfg.dataset.filter[key] < 0:
             raise ConfigError(f"dataset.filter.{key} must be 0 or more")

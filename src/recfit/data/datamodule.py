@@ -301,9 +301,9 @@ class RecDataModule(pl.LightningDataModule):
         return EpochSampler(len(frame), self.seed, self.targets["train"], self.resampling)
 
     def _ranking_loader(self, split: str) -> DataLoader:
-        seen = self.splits.train if split == "val" else pd.concat([self.splits.train, self.splits.val])
         collate = RankingCollator(
-            getattr(self.splits, split), seen, self.candidates, self.popularity, self.candidate_seed
+            getattr(self.splits, split),
+            self.splits.seen_before(split), self.candidates, self.popularity, self.candidate_seed
         )
         return DataLoader(
             RowDataset(len(collate)),

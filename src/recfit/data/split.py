@@ -17,6 +17,7 @@ Ranking evaluation masks the items a user saw in train (and val, for test); that
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ from recfit.errors import DataError
 METHODS = ("ratio", "temporal", "leave_one_out", "folds", "cold_item")
 ORDERS = ("random", "time")
 TRAIN, VAL, TEST = 0, 1, 2
+TRAIN_SUBSET_STREAM = 1  # a second random stream of split_seed, for split.train_fraction
 
 
 @dataclass
@@ -36,9 +38,17 @@ class Splits:
     val: pd.DataFrame
     test: pd.DataFrame
     protocol: str  # one line stating the whole protocol; written into every run's metrics.json
+    # train rows that split.train_fraction left out: still masked as seen at evaluation, so every
+    # fraction is scored on the same candidates
+    held_back: pd.DataFrame | None = None
 
     def sizes(self) -> str:
         return f"train {len(self.train):,} / val {len(self.val):,} / test {len(self.test):,}"
+
+    def seen_before(self, split: str) -> pd.DataFrame:
+        """The interactions a user had before `split` (val or test): masked when ranking it."""
+        earlier = [self.train, self.held_back] + ([self.val] if split == "test" else [])
+        return pd.concat([frame for frame in earlier if frame is not None], ignore_index=True)
 
 
 def make_splits(
@@ -53,6 +63,7 @@ def make_splits(
     fold: str = "1",
     stratify: bool = False,
     bootstrap: int = 0,
+    train_fraction: float = 1.0,
 ) -> Splits:
     """Split `data.interactions` into train / val / test by `method`; deterministic given `seed`.
 
@@ -77,8 +88,10 @@ def make_splits(
         the same RecBole rule over the number of items that have interactions. No val or test item
         appears in train.
 
-    `bootstrap` adds that many train rows drawn with replacement from the train split. An empty
-    validation (val > 0) or test split is a DataError.
+    `train_fraction` keeps that share of the train split (rounded up), validation and test untouched: a
+    data-efficiency study. The rows kept are a prefix of one permutation drawn from `seed` alone, so a
+    smaller fraction's rows are a subset of a larger one's. `bootstrap` then adds that many train rows
+    drawn with replacement from the rows kept. An empty validation (val > 0) or test split is a DataError.
     """
     if method not in METHODS:
         raise DataError(f"unknown split method '{method}' (choose from {', '.join(METHODS)})")
@@ -86,6 +99,8 @@ def make_splits(
         raise DataError(f"unknown split order '{order}' (choose from {', '.join(ORDERS)})")
     if val < 0 or test < 0 or val + test >= 1:
         raise DataError(f"split shares val={val:g}, test={test:g} must be >= 0 and sum to less than 1")
+    if not 0 < train_fraction <= 1:
+        raise DataError(f"split.train_fraction={train_fraction:g} must be in (0, 1]")
     frame = data.interactions.reset_index(drop=True)
     rng = np.random.default_rng(seed)
 
@@ -100,7 +115,7 @@ def make_splits(
         cut = _folds(frame, fold, val, rng, order, per_user)
     else:
         cut = _cold_item(frame, val, test, rng)
-    return _finish(frame, cut, rng, seed, bootstrap)
+    return _finish(frame, cut, rng, seed, bootstrap, train_fraction)
 
 
 def split_interactions(
@@ -239,20 +254,36 @@ def _cold_item(frame: pd.DataFrame, val: float, test: float, rng: np.random.Gene
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _finish(frame: pd.DataFrame, cut: _Cut, rng: np.random.Generator, seed: int, bootstrap: int) -> Splits:
-    """Cut the frame, add bootstrap rows, refuse empty splits, end the protocol line with the seed."""
+def _finish(
+    frame: pd.DataFrame, cut: _Cut, rng: np.random.Generator, seed: int, bootstrap: int, train_fraction: float
+) -> Splits:
+    """Cut the frame, subsample and bootstrap train, refuse empty splits, end the protocol with the seed."""
     train, val_rows, test_rows = (frame[cut.part == p].reset_index(drop=True) for p in (TRAIN, VAL, TEST))
     for name, rows in (("validation", val_rows), ("test", test_rows)):
         if rows.empty and name in cut.must_hold:
             raise DataError(f"the {name} split is empty: {cut.must_hold[name]}")
-    protocol = cut.protocol
+    protocol, held_back = cut.protocol, None
+    if train_fraction < 1:
+        train, held_back = _train_subset(train, train_fraction, seed)
+        protocol += f", train_fraction {train_fraction:g} ({len(train):,} train rows)"
     if bootstrap > 0:
         extra = train.iloc[rng.integers(0, len(train), size=bootstrap)]
         train = pd.concat([train, extra], ignore_index=True)
         protocol += f", bootstrap +{bootstrap:,} train rows"
-    if cut.seeded or bootstrap > 0:
+    if cut.seeded or bootstrap > 0 or train_fraction < 1:
         protocol += f", split_seed {seed}"
-    return Splits(train, val_rows, test_rows, protocol)
+    return Splits(train, val_rows, test_rows, protocol, held_back)
+
+
+def _train_subset(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, held back): the kept rows are the first ceil(fraction * rows) of a permutation seeded by
+    `seed` alone (not by the cut's draws), in their original order, so they are nested across fractions
+    and identical across models and training seeds."""
+    order = np.random.default_rng([seed, TRAIN_SUBSET_STREAM]).permutation(len(train))
+    count = max(1, math.ceil(fraction * len(train)))
+    keep = np.zeros(len(train), dtype=bool)
+    keep[order[:count]] = True
+    return train[keep].reset_index(drop=True), train[~keep].reset_index(drop=True)
 
 
 def _shares(val: float, test: float) -> str:

@@ -167,6 +167,7 @@ def split_data(cfg: DictConfig, data: RecData) -> Splits:
         fold=split.fold,
         stratify=split.stratify,
         bootstrap=split.bootstrap,
+        train_fraction=split.train_fraction,
     )
 
 
