@@ -123,7 +123,7 @@ def test_data_efficiency_experiment_trains_on_a_fraction(tmp_path, ml100k_dir):
               "backbone=tiny_bert", "backbone.freeze=all", "split.train_fraction=0.1", "trainer.max_epochs=1",
               f"paths.output_dir={tmp_path / split}", *QUIET])  # fmt: skip
         record = only_record(tmp_path / split)
-        assert record["protocol"].startswith("no filtering; " + ("cold_item" if split == "cold_item" else "ratio"))
+        assert record["protocol"].startswith(f"no filtering; {split} ")
         assert ", train_fraction 0.1 (" in record["protocol"]
         assert record["train_throughput"]["samples"] < 10_000  # 10% of ~70-80k training interactions
         assert record["metrics"]["test/ndcg@10"] is not None

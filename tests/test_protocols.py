@@ -202,7 +202,8 @@ def test_train_fraction_keeps_nested_train_subsets_and_the_same_evaluation(ml100
     assert rows[0.1] < rows[0.25] < rows[0.5] < set(map(tuple, full.train[["user", "item"]].to_numpy()))
     for fraction, splits in parts.items():
         assert len(splits.train) == math.ceil(fraction * len(full.train))
-        assert f"train_fraction {fraction:g} ({len(splits.train):,} train rows), split_seed 4" in splits.protocol
+        kept = f"train_fraction {fraction:g} ({len(splits.train):,} train rows), split_seed 4"
+        assert kept in splits.protocol
         pd.testing.assert_frame_equal(splits.val, full.val)
         pd.testing.assert_frame_equal(splits.test, full.test)
         # the rows left out are still masked as seen: every fraction ranks the same candidates

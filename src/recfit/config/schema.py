@@ -144,7 +144,7 @@ class SplitConfig:
     fold: str = "1"  # folds: which predefined test set (MovieLens-100K: 1-5, a, b)
     stratify: bool = False  # split rows keeping label proportions (text classification)
     bootstrap: int = 0  # extra training rows drawn with replacement, as augmentation (0 = off)
-    train_fraction: float = 1.0  # keep this share of the train split (data-efficiency studies); nested, by split_seed
+    train_fraction: float = 1.0  # share of the train split kept (data-efficiency studies), by split_seed
 
 
 @dataclass

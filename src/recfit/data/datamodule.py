@@ -303,7 +303,10 @@ class RecDataModule(pl.LightningDataModule):
     def _ranking_loader(self, split: str) -> DataLoader:
         collate = RankingCollator(
             getattr(self.splits, split),
-            self.splits.seen_before(split), self.candidates, self.popularity, self.candidate_seed
+            self.splits.seen_before(split),
+            self.candidates,
+            self.popularity,
+            self.candidate_seed,
         )
         return DataLoader(
             RowDataset(len(collate)),
