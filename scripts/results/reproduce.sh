@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-create every number in RESULTS.md (2 CPU cores: about an hour, most of it the Amazon Games runs).
+# Re-create every number in RESULTS.md (2 CPU cores: about two hours, most of it the Amazon Games runs and
+# the 96 runs of section 5).
 # Usage: scripts/results/reproduce.sh [ML100K_DIR] [AMAZON_GAMES_DIR] [OUTPUT_DIR]
 set -euo pipefail
 ML100K=${1:-../shared/data/ml-100k}
@@ -22,3 +23,5 @@ for experiment in ml100k_cold_transfer games_cold_transfer; do
     backbone.pretrained=true,false $quiet
   $RECFIT train -m experiment=$experiment dataset.path="$path" seed=1,2,3 model=mf backbone=none $quiet
 done
+# 5. Data efficiency: 4 training fractions x 4 starting points x 3 seeds, cold-item and warm splits
+"$(dirname "$0")/data_efficiency.sh" "$ML100K" "$GAMES" "$OUT"
