@@ -25,8 +25,9 @@ def rows_per_batch(shares: Sequence[float], batch_size: int) -> list[int]:
     total = float(sum(shares))
     exact = [share / total * batch_size for share in shares]
     counts = [max(1, round(value)) for value in exact]
-    while sum(counts) > batch_size:
-        counts[max(range(len(counts)), key=lambda d: (counts[d] - exact[d], counts[d]))] -= 1
+    while sum(counts) > batch_size and max(counts) > 1:
+        shrinkable = [d for d in range(len(counts)) if counts[d] > 1]
+        counts[max(shrinkable, key=lambda d: (counts[d] - exact[d], counts[d]))] -= 1
     while sum(counts) < batch_size:
         counts[max(range(len(counts)), key=lambda d: exact[d] - counts[d])] += 1
     return counts

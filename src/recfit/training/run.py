@@ -134,12 +134,15 @@ class Built:
     item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
-def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
+def _candidates_protocol(cfg: DictConfig, num_items: int, domains: list[str] | None = None) -> str:
     if cfg.task.name != TaskName.ranking:
         return "pointwise metrics on the held-out interactions"
+    within = "" if domains is None else " of the user's own domain"
     if cfg.split.method == SplitMethod.cold_item:
-        return "held-out cold items ranked among themselves"
+        return f"held-out cold items{within} ranked among themselves"
     if cfg.task.candidates == FULL_RANKING:
+        if domains is not None:
+            return "full ranking over the items of the user's own domain, seen items masked"
         return f"full ranking over all {num_items:,} items, seen items masked"
     kind, count = parse_candidates(cfg.task.candidates)
     how = "uniformly" if kind == "uni" else "by popularity"
@@ -170,7 +173,7 @@ def build(cfg: DictConfig) -> Built:
     log.info("%s (%s)", data.summary(), filtered)
     split = cfg.split
     splits = split_data(cfg, data)
-    protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items)}"
+    protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items, data.domain_names)}"
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name
     targets = {
