@@ -95,7 +95,11 @@ def test_dataset_list_composes_into_one_config_per_domain_and_keys_override(tiny
 
 
 BAD_INPUTS = [
-    ("unknown domain share", [MIX.replace("synthetic:", "games:")], "dataset.mix names 'games', which is not"),
+    (
+        "unknown domain share",
+        [MIX.replace("synthetic:", "games:")],
+        "dataset.mix names 'games', which is not",
+    ),
     ("zero share", [MIX.replace("0.5}", "0}")], "dataset.mix.movielens_100k must be a positive share"),
     ("negative share", [MIX.replace("0.5,", "-1,")], "dataset.mix.synthetic must be a positive share"),
     ("duplicate domain", ["dataset=[synthetic,synthetic]"], "names synthetic more than once"),
@@ -105,7 +109,9 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("arguments, expected", [case[1:] for case in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "arguments, expected", [case[1:] for case in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
 def test_bad_multidomain_input_is_one_line(capsys, tiny_ml100k, outputs, arguments, expected):
     before = sorted(outputs.rglob("*"))
     code, _, err = run_cli(capsys, "train", *two_domains(tiny_ml100k, outputs), *arguments)
@@ -128,7 +134,9 @@ def test_run_reports_overall_and_per_domain_metrics(trained, capsys):
         assert record["metrics"][f"{stage}/ndcg@10"] is not None
         for domain in DOMAINS:
             assert record["metrics"][f"{stage}/{domain}/ndcg@10"] is not None
-    assert "per domain: synthetic: ratio" in record["protocol"] and "movielens_100k: ratio" in record["protocol"]
+    assert (
+        "per domain: synthetic: ratio" in record["protocol"] and "movielens_100k: ratio" in record["protocol"]
+    )
     curves = pd.read_csv(trained.run_dir / "metrics.csv")
     assert {"test/synthetic/ndcg@10", "test/movielens_100k/ndcg@10"} <= set(curves.columns)
     per_user = pd.read_parquet(trained.run_dir / "per_user.parquet")
@@ -138,7 +146,9 @@ def test_run_reports_overall_and_per_domain_metrics(trained, capsys):
         mine = per_user.loc[per_user["domain"] == domain, "ndcg@10"].mean()
         assert mine == pytest.approx(record["metrics"][f"test/{domain}/ndcg@10"], abs=1e-6)
     assert per_user["ndcg@10"].mean() == pytest.approx(record["metrics"]["test/ndcg@10"], abs=1e-6)
-    code, out, err = run_cli(capsys, "compare", str(trained.run_dir), "--metric", "test/movielens_100k/ndcg@10")
+    code, out, err = run_cli(
+        capsys, "compare", str(trained.run_dir), "--metric", "test/movielens_100k/ndcg@10"
+    )
     assert code == 0, err
     assert f"{record['metrics']['test/movielens_100k/ndcg@10']:.4f}" in out
 
@@ -146,7 +156,9 @@ def test_run_reports_overall_and_per_domain_metrics(trained, capsys):
 def test_ids_are_namespaced_by_domain(loaded):
     data = loaded.data
     assert data.domain_names == list(DOMAINS)
-    assert str(data.user_ids[0]).startswith("synthetic:") and str(data.user_ids[-1]).startswith("movielens_100k:")
+    assert str(data.user_ids[0]).startswith("synthetic:") and str(data.user_ids[-1]).startswith(
+        "movielens_100k:"
+    )
     assert [str(i).split(":", 1)[0] for i in data.item_ids] == [DOMAINS[d] for d in data.item_domain]
 
 

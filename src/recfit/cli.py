@@ -56,7 +56,8 @@ def _train(arguments: list[str]) -> None:
     try:
         from recfit.config.domains import expand_domains
 
-        arguments = expand_domains(arguments)  # dataset=[a,b]: Hydra (and overrides.yaml) see the expanded form
+        # dataset=[a,b]: Hydra, and the overrides.yaml it writes, see the expanded form
+        arguments = expand_domains(arguments)
     except RecfitError as error:
         _fail(str(error))
     overrides = [a for a in arguments if not a.startswith("-")]

@@ -4,8 +4,9 @@ Hydra would merge both options into the one `dataset` node, where their schemas 
 sees them, `dataset=[a,b]` becomes `dataset=multi_domain` plus one package override per domain,
 `+dataset@dataset.domains.a=a`: each domain's config lands, with its own schema, under
 `dataset.domains.<name>`, where `dataset.domains.a.path=...` overrides it. `dataset.mix={a: 0.5, ...}`
-becomes `++dataset.mix=...`, since the shares are keyed by domain names the schema cannot know. Hydra's overrides.yaml then
-records this expanded form, so `recfit rerun` composes the same run (expanding is idempotent).
+becomes `++dataset.mix=...`, since the shares are keyed by domain names the schema cannot know.
+Hydra's overrides.yaml then records this expanded form, so `recfit rerun` composes the same run
+(expanding is idempotent).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def expand_domains(overrides: list[str] | tuple[str, ...]) -> list[str]:
     """Replace a `dataset=[a,b]` override by `dataset=multi_domain` and one package override per domain.
 
     `dataset.mix={a: 0.5, b: 0.5}` becomes `++dataset.mix=...`: Hydra refuses to set keys a typed dict
-    does not hold yet. Other overrides pass through unchanged. Raises ConfigError (one line) for one name in brackets,
-    a name given twice, `multi_domain` as a domain, or a name that is not a plain option name.
+    does not hold yet. Other overrides pass through unchanged. Raises ConfigError (one line) for one
+    name in brackets, a name given twice, `multi_domain` as a domain, or a name that is not a plain
+    option name.
     """
     expanded: list[str] = []
     for override in overrides:
@@ -81,7 +83,9 @@ def check_domains(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.domains.{name}.path does not exist: {path}")
     for name, share in dataset.mix.items():
         if name not in names:
-            raise ConfigError(f"dataset.mix names '{name}', which is not a domain (domains: {', '.join(names)})")
+            raise ConfigError(
+                f"dataset.mix names '{name}', which is not a domain (domains: {', '.join(names)})"
+            )
         if not math.isfinite(share) or share <= 0:
             raise ConfigError(f"dataset.mix.{name} must be a positive share, got {share}")
     if dataset.mix and set(dataset.mix) != set(names):

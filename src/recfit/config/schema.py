@@ -237,7 +237,7 @@ class MultiDomainDatasetConfig(DatasetConfig):
 
     _target_: str = "recfit.data.sources.multi_domain.read_domains"
     domains: dict[str, Any] = field(default_factory=dict)  # domain name -> that data set's full config
-    mix: dict[str, float] = field(default_factory=dict)  # share of each training batch per domain; {} = by size
+    mix: dict[str, float] = field(default_factory=dict)  # batch share per domain; {} = by size
 
 
 def reader_arguments(dataset_schema: type) -> list[str]:

@@ -51,13 +51,14 @@ class DomainMixSampler(EpochSampler):
             raise ValueError(f"domain {empty[0]} has no training rows to mix")
         self.batch_size = batch_size
         self.per_batch = rows_per_batch(shares, batch_size)
-        self.batches = max(math.ceil(len(rows) / k) for rows, k in zip(self.domain_rows, self.per_batch))
+        pairs = zip(self.domain_rows, self.per_batch, strict=True)
+        self.batches = max(math.ceil(len(rows) / k) for rows, k in pairs)  # until every domain served all
         super().__init__(self.batches * batch_size, seed)
 
     def order(self) -> list[int]:
         generator = self.generator()
         streams = []
-        for rows, k in zip(self.domain_rows, self.per_batch):
+        for rows, k in zip(self.domain_rows, self.per_batch, strict=True):
             needed = self.batches * k
             rounds = math.ceil(needed / len(rows))  # > 1: the domain is recycled within the epoch
             drawn = [rows[torch.randperm(len(rows), generator=generator).numpy()] for _ in range(rounds)]

@@ -90,7 +90,9 @@ class DomainMetrics(nn.Module):
     def __init__(self, names: list[str], stages: tuple[str, ...], make: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.names = names
-        self.stages = nn.ModuleDict({stage: nn.ModuleDict({name: make() for name in names}) for stage in stages})
+        self.stages = nn.ModuleDict(
+            {stage: nn.ModuleDict({name: make() for name in names}) for stage in stages}
+        )
 
     def update(
         self,

@@ -71,11 +71,11 @@ class RecModule(pl.LightningModule):
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
         # multi-domain data: domains kept apart in training and ranking, metrics also per domain
         self.domains = domains
-        self.register_buffer("user_domain", None if domains is None else domains.user_domain, persistent=False)
-        self.register_buffer("item_domain", None if domains is None else domains.item_domain, persistent=False)
-        self.domain_metrics = (
-            None if domains is None else DomainMetrics(domains.names, STAGES, lambda: self._metrics(num_classes))
-        )
+        for side in ("user_domain", "item_domain"):
+            self.register_buffer(side, None if domains is None else getattr(domains, side), persistent=False)
+        self.domain_metrics = None
+        if domains is not None:
+            self.domain_metrics = DomainMetrics(domains.names, STAGES, lambda: self._metrics(num_classes))
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
             nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
@@ -110,7 +110,9 @@ class RecModule(pl.LightningModule):
             items = self.recommender.batch_item_vectors(batch)
             scores = users @ items.T
             if self.domains is not None:  # an item of another domain is no negative for this user
-                scores = mask_other_domains(scores, self.user_domain[batch["user"]], self.item_domain[batch["item"]])
+                scores = mask_other_domains(
+                    scores, self.user_domain[batch["user"]], self.item_domain[batch["item"]]
+                )
             output = (scores, batch["item"])
         else:
             output = self.recommender(batch)
@@ -196,7 +198,9 @@ class RecModule(pl.LightningModule):
                 self.domain_metrics.update(
                     stage,
                     self.user_domain[batch["user"]],
-                    lambda domain, rows: [domain[n].update(v[rows].to(self.sum_dtype)) for n, v in values.items()],
+                    lambda domain, rows: [
+                        domain[n].update(v[rows].to(self.sum_dtype)) for n, v in values.items()
+                    ],
                 )
             if stage == "test":
                 self.test_rows.append({"user": batch["user"], **values, **self._domain_column(batch)})
@@ -213,7 +217,9 @@ class RecModule(pl.LightningModule):
         metrics.update(*summed)
         if self.domain_metrics is not None:
             self.domain_metrics.update(
-                stage, self.user_domain[batch["user"]], lambda domain, rows: domain.update(*(x[rows] for x in summed))
+                stage,
+                self.user_domain[batch["user"]],
+                lambda domain, rows: domain.update(*(x[rows] for x in summed)),
             )
         if stage == "test":
             self.test_rows.append(

@@ -22,9 +22,9 @@ from omegaconf import DictConfig
 
 from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
 from recfit.data.configured import read_dataset
+from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
 from recfit.data.domain_mix import training_mix
 from recfit.data.domain_split import domain_of_rows, split_per_domain
-from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.filters import filter_interactions
 from recfit.data.split import Splits, make_splits
@@ -173,7 +173,9 @@ def build(cfg: DictConfig) -> Built:
     log.info("%s (%s)", data.summary(), filtered)
     split = cfg.split
     splits = split_data(cfg, data)
-    protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items, data.domain_names)}"
+    protocol = (
+        f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items, data.domain_names)}"
+    )
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name
     targets = {
@@ -216,7 +218,9 @@ def build(cfg: DictConfig) -> Built:
         cold_items=split.method == SplitMethod.cold_item,
         resampling=cfg.dataset.resampling,
         length_buckets=cfg.dataset.length_buckets,
-        domain_mix=training_mix(domain_of_rows(data, splits.train), data.domain_names, cfg.dataset.get("mix")),
+        domain_mix=training_mix(
+            domain_of_rows(data, splits.train), data.domain_names, cfg.dataset.get("mix")
+        ),
     )
     vector_cache = None
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:

@@ -84,7 +84,9 @@ def join_domains(parts: dict[str, RecData]) -> RecData:
         if any(data.item_titles is not None for data in values)
         else None
     )
-    skipped = {f"{name}: {reason}": n for name, data in parts.items() for reason, n in data.skipped_rows.items()}
+    skipped = {
+        f"{name}: {reason}": n for name, data in parts.items() for reason, n in data.skipped_rows.items()
+    }
     return RecData(
         name="+".join(names),
         interactions=pd.concat(frames, ignore_index=True),
@@ -99,10 +101,14 @@ def join_domains(parts: dict[str, RecData]) -> RecData:
             else None
         ),
         user_features=(
-            pd.concat([data.user_features for data in values], ignore_index=True) if with_user_features else None
+            pd.concat([data.user_features for data in values], ignore_index=True)
+            if with_user_features
+            else None
         ),
         item_features=(
-            pd.concat([data.item_features for data in values], ignore_index=True) if with_item_features else None
+            pd.concat([data.item_features for data in values], ignore_index=True)
+            if with_item_features
+            else None
         ),
         skipped_rows=skipped,
         user_ids=np.concatenate([_namespaced(n, d.user_ids, d.num_users) for n, d in parts.items()]),
