@@ -253,3 +253,14 @@ def test_uneven_mix_gives_uneven_batches():
     batches = np.asarray(sampler.order()).reshape(-1, 10)
     assert len(batches) == 63  # until the 500 rows at 8 per batch are all served
     assert ((row_domain[batches] == 0).sum(axis=1) == 2).all()
+
+
+def test_saved_overrides_compose_the_same_run_again(trained):
+    from recfit.config.rerun import saved_overrides
+
+    saved = saved_overrides(trained.run_dir)
+    assert "+dataset@dataset.domains.movielens_100k=movielens_100k" in saved  # the expanded form
+    again = compose(saved)
+    validate(again)
+    original = OmegaConf.load(trained.run_dir / ".hydra" / "config.yaml")
+    assert OmegaConf.to_container(again.dataset) == OmegaConf.to_container(original.dataset)
