@@ -162,10 +162,24 @@ def test_ids_are_namespaced_by_domain(loaded):
     assert [str(i).split(":", 1)[0] for i in data.item_ids] == [DOMAINS[d] for d in data.item_domain]
 
 
-def test_mf_trains_on_two_domains(tiny_ml100k, outputs):
-    result = recfit.train(overrides=[*two_domains(tiny_ml100k, outputs), "backbone=none", "model=mf"])
+@pytest.mark.parametrize(
+    "model, metric",
+    [
+        (["backbone=none", "model=mf"], "ndcg@10"),
+        (["backbone=tiny_bert", "model=cross_encoder", "task=rating", "loss=mse"], "rmse"),
+    ],
+    ids=["mf ranking", "cross_encoder rating"],
+)
+def test_other_models_train_on_two_domains(tiny_ml100k, outputs, model, metric):
+    result = recfit.train(overrides=[*two_domains(tiny_ml100k, outputs), *model])
     assert result.status == "completed"
-    assert {f"test/{domain}/ndcg@10" for domain in DOMAINS} <= set(result.metrics)
+    for stage in ("val", "test"):
+        assert {f"{stage}/{domain}/{metric}" for domain in DOMAINS} <= set(result.metrics)
+    if metric == "rmse":  # pointwise: each domain's rows, and all rows, pooled by squared error
+        per_row = pd.read_parquet(result.run_dir / "per_user.parquet")
+        for domain in DOMAINS:
+            mse = per_row.loc[per_row["domain"] == domain, "squared_error"].mean()
+            assert np.sqrt(mse) == pytest.approx(result.metrics[f"test/{domain}/rmse"], rel=1e-5)
 
 
 # ---- (3) items kept apart -------------------------------------------------------------------------------
@@ -264,3 +278,20 @@ def test_saved_overrides_compose_the_same_run_again(trained):
     validate(again)
     original = OmegaConf.load(trained.run_dir / ".hydra" / "config.yaml")
     assert OmegaConf.to_container(again.dataset) == OmegaConf.to_container(original.dataset)
+
+
+def test_a_resumed_loader_serves_the_rest_of_the_mixed_epoch(loaded):
+    datamodule = loaded.datamodule
+    first = datamodule.train_dataloader()
+    first.sampler.set_epoch(2)
+    batches = [batch["user"] for batch in first]
+    stopped = datamodule.train_dataloader()
+    stopped.sampler.set_epoch(2)
+    iterator = iter(stopped)
+    for _ in range(3):
+        next(iterator)
+    resumed = datamodule.train_dataloader()
+    resumed.load_state_dict(stopped.state_dict())  # what a mid-epoch checkpoint restores
+    rest = [batch["user"] for batch in resumed]
+    assert len(rest) == len(batches) - 3
+    assert all(torch.equal(a, b) for a, b in zip(rest, batches[3:], strict=True))
