@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from recfit.data.resumable import EpochSampler
+from recfit.errors import DataError
 
 
 def rows_per_batch(shares: Sequence[float], batch_size: int) -> list[int]:
@@ -34,10 +35,10 @@ def rows_per_batch(shares: Sequence[float], batch_size: int) -> list[int]:
 
 
 def mix_shares(names: Sequence[str], mix: Mapping[str, float]) -> list[float]:
-    """The share of each domain, in `names` order ({} or a missing domain: ValueError)."""
+    """The share of each domain, in `names` order (a missing domain: DataError)."""
     missing = [name for name in names if name not in mix]
     if missing:
-        raise ValueError(f"dataset.mix has no share for domain {missing[0]}")
+        raise DataError(f"dataset.mix has no share for domain {missing[0]}")
     return [float(mix[name]) for name in names]
 
 
@@ -48,7 +49,7 @@ class DomainMixSampler(EpochSampler):
         self.domain_rows = [np.flatnonzero(row_domains == d) for d in range(len(shares))]
         empty = [d for d, rows in enumerate(self.domain_rows) if len(rows) == 0]
         if empty:
-            raise ValueError(f"domain {empty[0]} has no training rows to mix")
+            raise DataError(f"domain {empty[0]} has no training rows to mix (filtered away?)")
         self.batch_size = batch_size
         self.per_batch = rows_per_batch(shares, batch_size)
         pairs = zip(self.domain_rows, self.per_batch, strict=True)
