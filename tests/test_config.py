@@ -34,7 +34,11 @@ def test_every_experiment_composes(experiment, tmp_path):
     overrides = [f"experiment={experiment}"]
     if experiment == "text_csv_bert":
         overrides.append(f"dataset.path={__file__}")
-    if experiment.startswith("games_"):
+    if experiment.endswith("_multidomain"):  # one data path per domain
+        overrides += [
+            f"dataset.domains.{d}.path={Path(__file__).parent}" for d in ("amazon_games", "movielens_100k")
+        ]
+    elif experiment.startswith("games_"):
         overrides.append(f"dataset.path={Path(__file__).parent}")
     cfg = check(overrides)
     assert cfg.experiment_name == experiment
@@ -133,8 +137,8 @@ def test_unknown_option_lists_only_real_options():
     with pytest.raises(ConfigError) as raised:
         compose(["dataset=nope"])
     assert (
-        "available: amazon_games, image_folder, movielens_100k, movielens_1m, recbole, synthetic, text_csv"
-        in str(raised.value)
+        "available: amazon_games, image_folder, movielens_100k, movielens_1m, multi_domain, recbole, "
+        "synthetic, text_csv" in str(raised.value)
     )
 
 

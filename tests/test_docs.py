@@ -87,7 +87,8 @@ def stand_in_paths(overrides: list[str], tmp_path: Path) -> list[str]:
     out = []
     for override in overrides:
         key, _, value = override.partition("=")
-        if key == "dataset.path" and not Path(value).expanduser().exists():
+        is_data_path = key == "dataset.path" or re.fullmatch(r"dataset\.domains\.\w+\.path", key)
+        if is_data_path and not Path(value).expanduser().exists():
             values = []
             for one in value.split(","):  # a sweep over several files
                 stand_in = tmp_path / Path(one).name

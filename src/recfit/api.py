@@ -41,6 +41,7 @@ def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
     Raises RecfitError (one line) for an invalid config or a run that fails on bad input.
     """
     from recfit.config import compose, validate
+    from recfit.config.domains import expand_domains
     from recfit.config.launch import SAFE_IN_SWEEPS, started_externally
     from recfit.errors import RecfitError
     from recfit.training.run_folder import METRICS_FILE
@@ -50,6 +51,7 @@ def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
         raise RecfitError("recfit.train runs one job: pass key=value overrides only (no -m or flags)")
     if any(o.startswith(("resume=", "ckpt_path=", "hydra.run.dir=")) for o in overrides):
         raise RecfitError("recfit.train starts new runs only; resume a run with `recfit train resume=auto`")
+    overrides = expand_domains(overrides)  # dataset=[a,b], as `recfit train` expands it
     cfg = compose(overrides)
     validate(cfg)
     strategy = str(cfg.trainer.strategy)

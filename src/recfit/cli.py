@@ -52,9 +52,16 @@ def _train(arguments: list[str]) -> None:
         groups = "\n".join(f"  {group:<11} {', '.join(options)}" for group, options in list_options().items())
         print(TRAIN_HELP.format(groups=groups))
         return
+    reexecuted = False
+    try:
+        from recfit.config.domains import expand_domains
+
+        # dataset=[a,b]: Hydra, and the overrides.yaml it writes, see the expanded form
+        arguments = expand_domains(arguments)
+    except RecfitError as error:
+        _fail(str(error))
     overrides = [a for a in arguments if not a.startswith("-")]
     multirun = any(a in MULTIRUN_FLAGS for a in arguments)
-    reexecuted = False
     try:
         if not multirun and any(a.startswith(("resume=", "ckpt_path=")) for a in overrides):
             from recfit.config.resume import resume_overrides

@@ -76,7 +76,7 @@ def metric_direction(metric: str, monitors: pd.Series, modes: pd.Series) -> str:
     same = modes[monitors.map(base_name, na_action="ignore") == base_name(metric)].dropna()
     if not same.empty:
         return str(same.mode().iloc[0])
-    stem = base_name(metric).split("@", 1)[0]
+    stem = base_name(metric).rsplit("/", 1)[-1].split("@", 1)[0]  # test/<domain>/rmse too
     return "min" if stem in LOWER_IS_BETTER else "max"
 
 

@@ -11,6 +11,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from recfit.config.domains import expand_domains
 from recfit.config.schema import SCHEMA_SUFFIX, register_schemas
 from recfit.errors import ConfigError
 
@@ -37,8 +38,10 @@ def list_options() -> dict[str, list[str]]:
 def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
     """Compose `conf/<config_name>.yaml` with command-line style overrides.
 
-    Raises ConfigError with a one-line message for an unknown option, key or wrong type.
+    `dataset=[a,b]` is expanded first (recfit.config.domains). Raises ConfigError with a one-line
+    message for an unknown option, key or wrong type.
     """
+    overrides = expand_domains(overrides)
     register_schemas()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):

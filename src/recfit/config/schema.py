@@ -232,6 +232,15 @@ class ImageFolderDatasetConfig(DatasetConfig):
     image_size: int = 224  # images are resized to this square once, when read
 
 
+@dataclass
+class MultiDomainDatasetConfig(DatasetConfig):
+    """Several data sets trained at once (`dataset=[a,b]`); the common keys apply to the mixed batches."""
+
+    _target_: str = "recfit.data.sources.multi_domain.read_domains"
+    domains: dict[str, Any] = field(default_factory=dict)  # domain name -> that data set's full config
+    mix: dict[str, float] = field(default_factory=dict)  # batch share per domain; {} = by size
+
+
 def reader_arguments(dataset_schema: type) -> list[str]:
     """The keys of a data set's config that its reader takes (those the base schema lacks)."""
     common = {f.name for f in fields(DatasetConfig)}
@@ -392,6 +401,7 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "recbole_schema": RecBoleDatasetConfig,
         "amazon_games_schema": AmazonGamesDatasetConfig,
         "image_folder_schema": ImageFolderDatasetConfig,
+        "multi_domain_schema": MultiDomainDatasetConfig,
     },
     "split": {"split_schema": SplitConfig},
     "task": {"task_schema": TaskConfig},

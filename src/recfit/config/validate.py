@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from recfit.config.balance import check_balance
+from recfit.config.domains import check_domains
 from recfit.config.parent_run import find_parent
 from recfit.config.schema import (
     AdapterName,
@@ -112,6 +113,7 @@ def validate(cfg: DictConfig) -> None:
     _check_adapter(cfg.backbone)
     _check_numbers(cfg)
     _check_paths(cfg)
+    check_domains(cfg)
     _check_logger_packages(cfg)
     if cfg.get("init_from") is not None and cfg.init_from.path is not None:
         find_parent(cfg.init_from.path)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from recfit.data.domain_mix import DomainMixSampler
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.eval_shards import ContiguousShardSampler
 from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
@@ -225,6 +226,7 @@ class RecDataModule(pl.LightningDataModule):
         cold_items: bool = False,
         resampling: Resampling = Resampling.none,
         length_buckets: int = 0,
+        domain_mix: tuple[np.ndarray, list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.splits = splits
@@ -243,6 +245,7 @@ class RecDataModule(pl.LightningDataModule):
         self.cold_items = cold_items
         self.resampling = resampling
         self.length_buckets = length_buckets
+        self.domain_mix = domain_mix  # multi-domain: (each training row's domain, each domain's batch share)
         # decided now: `inputs` may later switch to ids when the backbone's first layers are cached
         self.rows_are_texts = inputs == BatchInputs.pair_text and isinstance(item_content, TextContent)
         self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
@@ -281,7 +284,10 @@ class RecDataModule(pl.LightningDataModule):
 
         Two-tower batches are not bucketed: their items double as in-batch negatives, and negatives
         all of one length would make the task easier in a way that depends on text length.
+        With `domain_mix`, each batch takes a fixed share of rows from each domain.
         """
+        if self.domain_mix is not None:
+            return DomainMixSampler(*self.domain_mix, self.batch_size, self.seed)
         if self.length_buckets > 0 and self.rows_are_texts:
             users = None if self.user_content is None else frame[USER].to_numpy()
             lengths = pair_lengths(
@@ -299,6 +305,10 @@ class RecDataModule(pl.LightningDataModule):
                 self.resampling,
             )
         return EpochSampler(len(frame), self.seed, self.targets["train"], self.resampling)
+
+    def train_epoch_rows(self) -> int:
+        """Training rows served per epoch (resampling and domain mixing change it): sizes the schedule."""
+        return len(self._train_sampler(self.splits.train))
 
     def _ranking_loader(self, split: str) -> DataLoader:
         collate = RankingCollator(

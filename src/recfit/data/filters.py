@@ -112,6 +112,8 @@ def _recode(data: RecData, frame: pd.DataFrame) -> RecData:
         "user_ids": kept_users if data.user_ids is None else data.user_ids[kept_users],
         "item_ids": kept_items if data.item_ids is None else data.item_ids[kept_items],
         "item_titles": None if data.item_titles is None else [data.item_titles[i] for i in kept_items],
+        "user_domain": None if data.user_domain is None else data.user_domain[kept_users],
+        "item_domain": None if data.item_domain is None else data.item_domain[kept_items],
     }
     # Side-feature tables (one row per code) are subset the same way, when the data set has them.
     for field, kept in (("user_features", kept_users), ("item_features", kept_items)):

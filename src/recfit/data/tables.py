@@ -25,6 +25,8 @@ class RecData:
     label_names: class names for `label` (text classification).
     user_ids / item_ids: the raw id of each code as the source files spell it (None: the code is the id),
         so `recfit recommend --user ID` takes the data set's own ids; item_titles: short display names.
+    domain_names / user_domain / item_domain: with several domains, each user's and item's domain code
+        (users and items of one domain hold consecutive codes).
     """
 
     name: str
@@ -41,6 +43,10 @@ class RecData:
     user_ids: np.ndarray | None = None  # raw id per user code
     item_ids: np.ndarray | None = None  # raw id per item code
     item_titles: list[str] | None = None  # display name per item code (None: item_text)
+    # multi-domain data (recfit.data.sources.multi_domain); None for one data set
+    domain_names: list[str] | None = None  # the domains, in code order
+    user_domain: np.ndarray | None = None  # domain code per user code
+    item_domain: np.ndarray | None = None  # domain code per item code
 
     def __post_init__(self) -> None:
         frame = self.interactions

@@ -109,6 +109,8 @@ def recommend(loaded: Any, user: str, k: int) -> list[Recommendation]:
     code = user_code(data, user)
     scores = score_all_items(loaded, code).clone()
     scores[torch.as_tensor(seen_items(data, code), dtype=torch.long)] = -torch.inf
+    if data.item_domain is not None:  # multi-domain: only the user's own domain's items
+        scores[torch.as_tensor(data.item_domain != data.user_domain[code])] = -torch.inf
     available = int(torch.isfinite(scores).sum())
     values, codes = torch.sort(scores, descending=True, stable=True)
     count = min(k, available)

@@ -15,6 +15,7 @@ from recfit.errors import TrainingDivergedError
 from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
+from recfit.training.domains import DomainLayout, DomainMetrics, mask_other_domains, top_k_within_domains
 from recfit.training.losses import task_loss
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
@@ -46,6 +47,7 @@ class RecModule(pl.LightningModule):
         item_log_frequency: torch.Tensor | None = None,
         train_batches: int = 1,
         class_weights: torch.Tensor | None = None,
+        domains: DomainLayout | None = None,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -67,6 +69,13 @@ class RecModule(pl.LightningModule):
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.register_buffer("class_weights", class_weights, persistent=False)  # dataset.class_weights
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+        # multi-domain data: domains kept apart in training and ranking, metrics also per domain
+        self.domains = domains
+        for side in ("user_domain", "item_domain"):
+            self.register_buffer(side, None if domains is None else getattr(domains, side), persistent=False)
+        self.domain_metrics = None
+        if domains is not None:
+            self.domain_metrics = DomainMetrics(domains.names, STAGES, lambda: self._metrics(num_classes))
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
             nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
@@ -99,7 +108,12 @@ class RecModule(pl.LightningModule):
         elif self.task_name == TaskName.ranking:
             users = self.recommender.encode_users(batch["user"])
             items = self.recommender.batch_item_vectors(batch)
-            output = (users @ items.T, batch["item"])
+            scores = users @ items.T
+            if self.domains is not None:  # an item of another domain is no negative for this user
+                scores = mask_other_domains(
+                    scores, self.user_domain[batch["user"]], self.item_domain[batch["item"]]
+                )
+            output = (scores, batch["item"])
         else:
             output = self.recommender(batch)
         loss = task_loss(
@@ -135,6 +149,9 @@ class RecModule(pl.LightningModule):
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
         if sums:
             self.metrics[stage].set_dtype(self.sum_dtype)
+            if self.domain_metrics is not None:
+                for collection in self.domain_metrics.stages[stage].values():
+                    collection.set_dtype(self.sum_dtype)
 
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
@@ -156,6 +173,16 @@ class RecModule(pl.LightningModule):
             depth = max(self.topk)
             if "candidates" in batch:
                 top = top_k_candidates(users, self.catalogue, batch["candidates"], depth)
+            elif self.domains is not None:  # each user ranks their own domain's items only
+                top = top_k_within_domains(
+                    users,
+                    self.user_domain[batch["user"]],
+                    self.catalogue,
+                    batch["seen_items"],
+                    depth,
+                    self.domains.item_ranges(),
+                    self.ranked_items,
+                )
             elif self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
                 no_exclusions = batch["seen_items"][:, :0]
                 local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
@@ -167,8 +194,16 @@ class RecModule(pl.LightningModule):
                 metrics[name].update(
                     per_user.to(self.sum_dtype)
                 )  # float64 batch sums too (see _sum_in_float64)
+            if self.domain_metrics is not None:
+                self.domain_metrics.update(
+                    stage,
+                    self.user_domain[batch["user"]],
+                    lambda domain, rows: [
+                        domain[n].update(v[rows].to(self.sum_dtype)) for n, v in values.items()
+                    ],
+                )
             if stage == "test":
-                self.test_rows.append({"user": batch["user"], **values})
+                self.test_rows.append({"user": batch["user"], **values, **self._domain_column(batch)})
             return
         output = self.recommender(batch)
         target = batch["target"]
@@ -176,13 +211,24 @@ class RecModule(pl.LightningModule):
             output = torch.sigmoid(output)
             target = target.long()
             self.group_auc[stage].update(output, target, batch["user"])
+        summed = (output, target)
         if target.is_floating_point():  # regression: float64 batch sums too (see _sum_in_float64)
-            metrics.update(output.to(self.sum_dtype), target.to(self.sum_dtype))
-        else:
-            metrics.update(output, target)
+            summed = (output.to(self.sum_dtype), target.to(self.sum_dtype))
+        metrics.update(*summed)
+        if self.domain_metrics is not None:
+            self.domain_metrics.update(
+                stage,
+                self.user_domain[batch["user"]],
+                lambda domain, rows: domain.update(*(x[rows] for x in summed)),
+            )
         if stage == "test":
             self.test_rows.append(
-                {"user": batch["user"], "item": batch["item"], **per_row_values(output, target)}
+                {
+                    "user": batch["user"],
+                    "item": batch["item"],
+                    **per_row_values(output, target),
+                    **self._domain_column(batch),
+                }
             )
 
     def on_test_epoch_start(self) -> None:
@@ -190,13 +236,20 @@ class RecModule(pl.LightningModule):
         self._sum_in_float64("test")
         self._prepare_catalogue("test")
 
+    def _domain_column(self, batch: dict) -> dict[str, torch.Tensor]:
+        """{"domain": each row's domain code} for per_user.parquet; {} for one data set."""
+        return {} if self.domains is None else {"domain": self.user_domain[batch["user"]]}
+
     def per_user_table(self) -> dict[str, np.ndarray]:
         """Test-split values per user (ranking) or per row (other tasks), for paired significance tests."""
         if not self.test_rows:
             return {}
-        return {
+        table = {
             key: torch.cat([row[key] for row in self.test_rows]).cpu().numpy() for key in self.test_rows[0]
         }
+        if self.domains is not None:
+            table["domain"] = np.asarray(self.domains.names, dtype=object)[table["domain"]]
+        return table
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         self._evaluate(batch, "val")
@@ -209,6 +262,8 @@ class RecModule(pl.LightningModule):
         if self.group_auc is not None:
             values["gauc"] = self.group_auc[stage].compute()
             self.group_auc[stage].reset()
+        if self.domain_metrics is not None:
+            values.update(self.domain_metrics.compute(stage))
         for name, value in values.items():
             # already synchronised across processes by torchmetrics
             self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import signal
@@ -16,16 +15,18 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName, reader_arguments
+from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
+from recfit.data.configured import read_dataset
 from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
+from recfit.data.domain_mix import training_mix
+from recfit.data.domain_split import domain_of_rows, split_per_domain
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.filters import filter_interactions
-from recfit.data.resampling import resampled_size
 from recfit.data.split import Splits, make_splits
 from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
@@ -38,6 +39,7 @@ from recfit.models.two_tower import TwoTower
 from recfit.training import console, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
+from recfit.training.domains import DomainLayout
 from recfit.training.init_from import take_parent_weights
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
@@ -69,15 +71,6 @@ INPUTS_FOR_MODEL = {
     ModelName.popularity: BatchInputs.ids,
     ModelName.lr: BatchInputs.ids,
 }
-
-
-def read_dataset(cfg: DictConfig) -> RecData:
-    """Call the data set's reader with the keys its schema declares."""
-    reader = get_method(cfg._target_)
-    arguments = {key: cfg[key] for key in reader_arguments(OmegaConf.get_type(cfg))}
-    if "on_bad_rows" in inspect.signature(reader).parameters:
-        arguments["on_bad_rows"] = cfg.on_bad_rows.value
-    return reader(**arguments)
 
 
 def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, TextContent | None]:
@@ -141,12 +134,15 @@ class Built:
     item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
-def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
+def _candidates_protocol(cfg: DictConfig, num_items: int, domains: list[str] | None = None) -> str:
     if cfg.task.name != TaskName.ranking:
         return "pointwise metrics on the held-out interactions"
+    within = "" if domains is None else " of the user's own domain"
     if cfg.split.method == SplitMethod.cold_item:
-        return "held-out cold items ranked among themselves"
+        return f"held-out cold items{within} ranked among themselves"
     if cfg.task.candidates == FULL_RANKING:
+        if domains is not None:
+            return "full ranking over the items of the user's own domain, seen items masked"
         return f"full ranking over all {num_items:,} items, seen items masked"
     kind, count = parse_candidates(cfg.task.candidates)
     how = "uniformly" if kind == "uni" else "by popularity"
@@ -156,9 +152,9 @@ def _candidates_protocol(cfg: DictConfig, num_items: int) -> str:
 def split_data(cfg: DictConfig, data: RecData) -> Splits:
     """The train / val / test split of `data` that `cfg.split` and `cfg.dataset.split_seed` describe."""
     split = cfg.split
-    return make_splits(
-        data,
-        split.method.value,
+    cut = partial(
+        make_splits,
+        method=split.method.value,
         val=split.val,
         test=split.test,
         seed=cfg.dataset.split_seed,
@@ -169,6 +165,7 @@ def split_data(cfg: DictConfig, data: RecData) -> Splits:
         bootstrap=split.bootstrap,
         train_fraction=split.train_fraction,
     )
+    return split_per_domain(data, cut)  # one data set: cut(data)
 
 
 def build(cfg: DictConfig) -> Built:
@@ -177,7 +174,9 @@ def build(cfg: DictConfig) -> Built:
     log.info("%s (%s)", data.summary(), filtered)
     split = cfg.split
     splits = split_data(cfg, data)
-    protocol = f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items)}"
+    protocol = (
+        f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items, data.domain_names)}"
+    )
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name
     targets = {
@@ -220,6 +219,9 @@ def build(cfg: DictConfig) -> Built:
         cold_items=split.method == SplitMethod.cold_item,
         resampling=cfg.dataset.resampling,
         length_buckets=cfg.dataset.length_buckets,
+        domain_mix=training_mix(
+            domain_of_rows(data, splits.train), data.domain_names, cfg.dataset.get("mix")
+        ),
     )
     vector_cache = None
     if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
@@ -243,12 +245,11 @@ def build(cfg: DictConfig) -> Built:
         catalogue_batch_size=cfg.dataset.eval_batch_size,
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
         # per epoch: resampling changes an epoch's length, and the learning-rate schedule with it
-        train_batches=math.ceil(
-            resampled_size(targets["train"], cfg.dataset.resampling) / cfg.dataset.batch_size
-        ),
+        train_batches=math.ceil(datamodule.train_epoch_rows() / cfg.dataset.batch_size),
         class_weights=class_weights(
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
+        domains=DomainLayout.of(data),
     )
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
 
