@@ -295,3 +295,19 @@ def test_a_resumed_loader_serves_the_rest_of_the_mixed_epoch(loaded):
     rest = [batch["user"] for batch in resumed]
     assert len(rest) == len(batches) - 3
     assert all(torch.equal(a, b) for a, b in zip(rest, batches[3:], strict=True))
+
+
+def test_train_fraction_applies_within_each_domain(loaded):
+    from recfit.data.domain_split import split_per_domain
+    from recfit.data.split import make_splits
+
+    data = loaded.data
+    full = split_per_domain(data, lambda part: make_splits(part, "ratio", seed=0))
+    tenth = split_per_domain(data, lambda part: make_splits(part, "ratio", seed=0, train_fraction=0.1))
+    assert tenth.protocol.count("train_fraction 0.1 (") == len(DOMAINS)
+    pd.testing.assert_frame_equal(tenth.test, full.test)
+    assert len(tenth.train) + len(tenth.held_back) == len(full.train)
+    seen = tenth.seen_before("test").sort_values(["user", "item"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        seen, full.seen_before("test").sort_values(["user", "item"]).reset_index(drop=True)
+    )
