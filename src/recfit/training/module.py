@@ -16,6 +16,7 @@ from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
 from recfit.training.losses import task_loss
+from recfit.training.multitask import MultiTaskObjective
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
 STAGES = ("val", "test")
@@ -31,7 +32,8 @@ def non_persistent_buffers(module: nn.Module) -> list[str]:
 
 
 class RecModule(pl.LightningModule):
-    """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>`."""
+    """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>` (multi-task:
+    `val/<task>/<metric>`)."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class RecModule(pl.LightningModule):
         item_log_frequency: torch.Tensor | None = None,
         train_batches: int = 1,
         class_weights: torch.Tensor | None = None,
+        multitask: MultiTaskObjective | None = None,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -67,10 +70,11 @@ class RecModule(pl.LightningModule):
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.register_buffer("class_weights", class_weights, persistent=False)  # dataset.class_weights
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+        self.multitask = multitask  # several tasks: their losses, weighting and metrics (training/multitask.py)
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
             nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
-            if task.name == TaskName.ctr
+            if task.name == TaskName.ctr and multitask is None
             else None
         )
         self.test_rows: list[dict[str, torch.Tensor]] = []
@@ -102,15 +106,20 @@ class RecModule(pl.LightningModule):
             output = (users @ items.T, batch["item"])
         else:
             output = self.recommender(batch)
-        loss = task_loss(
-            self.task_name,
-            self.loss_name,
-            output,
-            batch["target"],
-            self.temperature,
-            self.item_log_frequency,
-            self.class_weights,
-        )
+        if self.multitask is not None:
+            loss, parts = self.multitask.loss(output, batch["target"])
+            for name, value in parts.items():
+                self.log(name, value, on_step=True, on_epoch=True, batch_size=len(batch["user"]))
+        else:
+            loss = task_loss(
+                self.task_name,
+                self.loss_name,
+                output,
+                batch["target"],
+                self.temperature,
+                self.item_log_frequency,
+                self.class_weights,
+            )
         if self.l2 > 0 and hasattr(self.recommender, "l2_penalty"):
             loss = loss + self.l2 * self.recommender.l2_penalty(batch)
         if not torch.isfinite(loss):
@@ -135,6 +144,8 @@ class RecModule(pl.LightningModule):
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
         if sums:
             self.metrics[stage].set_dtype(self.sum_dtype)
+        if self.multitask is not None:
+            self.multitask.set_sum_dtype(stage, self.sum_dtype)
 
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
@@ -171,6 +182,11 @@ class RecModule(pl.LightningModule):
                 self.test_rows.append({"user": batch["user"], **values})
             return
         output = self.recommender(batch)
+        if self.multitask is not None:
+            rows = self.multitask.update(stage, output, batch["target"], batch["user"], self.sum_dtype)
+            if stage == "test":
+                self.test_rows.append({"user": batch["user"], "item": batch["item"], **rows})
+            return
         target = batch["target"]
         if self.task_name == TaskName.ctr:
             output = torch.sigmoid(output)
@@ -205,7 +221,10 @@ class RecModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        values = self.metrics[stage].compute()
+        if self.multitask is not None:
+            values = self.multitask.compute(stage)  # `<task>/<metric>`
+        else:
+            values = self.metrics[stage].compute()
         if self.group_auc is not None:
             values["gauc"] = self.group_auc[stage].compute()
             self.group_auc[stage].reset()
