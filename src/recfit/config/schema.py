@@ -362,6 +362,14 @@ class InitFromConfig:
 
 
 @dataclass
+class TaskWeightsConfig:
+    """Fixed loss weights of a multi-task run, one key per task that can take part."""
+
+    rating: float = 1.0  # weight of the rating task's loss (mse)
+    ctr: float = 1.0  # weight of the ctr task's loss (bce)
+
+
+@dataclass
 class TrainConfig:
     experiment_name: str = "default"  # names the run folder: outputs/runs/<experiment_name>/...
     seed: int = 42  # seeds Python, NumPy and torch for training
@@ -384,7 +392,7 @@ class TrainConfig:
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
     tasks: list[TaskName] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
-    task_weights: dict[str, float] = field(default_factory=dict)  # fixed loss weight per task (missing = 1.0)
+    task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
     task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
 
 

@@ -88,9 +88,7 @@ class DotProductRecommender(nn.Module):
         users, items = batch["user"], batch["item"]
         penalty = self.user_embedding(users).pow(2).sum(-1) + self.batch_item_vectors(batch).pow(2).sum(-1)
         if self.biases:
-            penalty = (
-                penalty + self.user_bias(users).pow(2).sum(-1) + self.item_bias(items).pow(2).sum(-1)
-            )
+            penalty = penalty + self.user_bias(users).pow(2).sum(-1) + self.item_bias(items).pow(2).sum(-1)
         return penalty.mean()
 
     def catalogue_vectors(self, item_batches: Iterable[tuple[torch.Tensor, dict]]) -> torch.Tensor:

@@ -63,7 +63,9 @@ class MultiTaskObjective(nn.Module):
             return torch.exp(-self.log_variance)
         return torch.tensor(self.fixed_weights)
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, output: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss of a batch and what to log: each task's own (unweighted) loss and weight,
         and, for uncertainty weighting, each learned log-variance s_t."""
         weights = self.weights().to(output.device)
@@ -92,7 +94,12 @@ class MultiTaskObjective(nn.Module):
                 self.metrics[stage][task.value].set_dtype(dtype)
 
     def update(
-        self, stage: str, output: torch.Tensor, target: torch.Tensor, users: torch.Tensor, sum_dtype: torch.dtype
+        self,
+        stage: str,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        users: torch.Tensor,
+        sum_dtype: torch.dtype,
     ) -> dict[str, torch.Tensor]:
         """Add a batch to every task's metrics; returns its per-row values, columns `<task>/<value>`."""
         rows: dict[str, torch.Tensor] = {}
