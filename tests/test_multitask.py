@@ -14,6 +14,7 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, recfit
 from test_compare import compare, compare_json
+from test_inference import run_cli
 
 from recfit.cli import main
 from recfit.config import compose
@@ -141,6 +142,21 @@ def test_same_seed_same_multitask_metrics(weighted, tmp_path):
     again = train(tmp_path, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3")
     assert again["metrics"] == weighted["metrics"]
     assert again["task_weights"] == weighted["task_weights"]
+
+
+def test_eval_reproduces_every_task_and_recommend_refuses_in_one_line(tmp_path, capsys):
+    record = train(tmp_path, *MF_MULTI, "task_weighting=uncertainty", "seed=11")
+    run = record["run_dir"]
+    code, _, err = run_cli(capsys, "eval", run)
+    assert code == 0, err
+    (evaluated,) = [json.loads(p.read_text()) for p in tmp_path.glob("evals/*/*/metrics.json")]
+    assert evaluated["metrics"] == {k: v for k, v in record["metrics"].items() if k.startswith("test/")}
+    code, _, err = run_cli(capsys, "recommend", run, "--user", "1")
+    assert code != 0 and "Traceback" not in err
+    assert (
+        err.strip()
+        == "recfit: error: recommend needs one score per item; this multi-task run predicts one per task"
+    )
 
 
 @pytest.mark.slow
