@@ -70,9 +70,8 @@ class RecModule(pl.LightningModule):
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.register_buffer("class_weights", class_weights, persistent=False)  # dataset.class_weights
         self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
-        self.multitask = (
-            multitask  # several tasks: their losses, weighting and metrics (training/multitask.py)
-        )
+        # several tasks (tasks=[rating,ctr]): their losses, weighting and metrics, in place of the above
+        self.multitask = multitask
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
             nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})

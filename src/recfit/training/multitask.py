@@ -88,10 +88,10 @@ class MultiTaskObjective(nn.Module):
 
     # ---- evaluation -----------------------------------------------------------------------------
     def set_sum_dtype(self, stage: str, dtype: torch.dtype) -> None:
-        """Regression sums in float64, as RecModule does for single-task rating runs."""
+        """Sums in float64 (as RecModule's for single-task rating runs): every task's totals then do not
+        depend on how rows fall into batches and DDP processes (log loss included)."""
         for task in self.tasks:
-            if task == TaskName.rating:
-                self.metrics[stage][task.value].set_dtype(dtype)
+            self.metrics[stage][task.value].set_dtype(dtype)
 
     def update(
         self,
@@ -109,7 +109,7 @@ class MultiTaskObjective(nn.Module):
             if task == TaskName.ctr:
                 prediction, truth = torch.sigmoid(prediction), truth.long()
                 self.group_auc[stage].update(prediction, truth, users)
-                metrics.update(prediction, truth)
+                metrics.update(prediction.to(sum_dtype), truth)
             else:
                 metrics.update(prediction.to(sum_dtype), truth.to(sum_dtype))
             rows.update({f"{task.value}/{k}": v for k, v in per_row_values(prediction, truth).items()})
