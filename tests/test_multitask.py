@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -16,6 +18,7 @@ from test_cli import assert_one_line_error, recfit
 from test_compare import compare, compare_json
 from test_inference import run_cli
 
+from conftest import REPO, tree_digest
 from recfit.cli import main
 from recfit.config import compose
 from recfit.training.checkpoint_state import load_state_dict
@@ -138,6 +141,44 @@ def test_uncertainty_weights_are_learned_logged_and_saved(uncertainty):
     np.testing.assert_allclose(rows["train/loss_step"], expected, rtol=1e-5, atol=1e-6)
 
 
+# Ctrl-C after step 7 of 10 (in the second epoch), raised where tests/test_resume.py raises it, in a
+# process of its own: resume=auto refuses a run whose recorded process is still alive
+INTERRUPTED_RUN = """
+import sys
+from recfit.cli import main
+from recfit.training.module import RecModule
+
+def interrupt_after_step_7(module, outputs, batch, index):
+    if module.global_step == 7:
+        raise KeyboardInterrupt
+
+RecModule.on_train_batch_end = interrupt_after_step_7
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path):
+    arguments = [*FAST, f"paths.output_dir={tmp_path}", *MF_MULTI, "task_weighting=uncertainty"]
+    arguments.append("trainer.max_epochs=2")
+    stopped = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_RUN, "train", *arguments], capture_output=True, text=True, cwd=REPO
+    )
+    assert stopped.returncode != 0
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/metrics.json")]
+    assert record["status"] == "interrupted"
+    result = recfit("train", *arguments, "resume=auto")
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
+    # the learned log-variances and their optimizer state came back from last.ckpt
+    assert resumed["metrics"] == uncertainty["metrics"]
+    assert resumed["task_weights"] == uncertainty["task_weights"]
+    weights = [
+        load_state_dict(Path(r["run_dir"]) / "checkpoints" / "best.ckpt") for r in (resumed, uncertainty)
+    ]
+    assert torch.equal(weights[0]["multitask.log_variance"], weights[1]["multitask.log_variance"])
+
+
 def test_same_seed_same_multitask_metrics(weighted, tmp_path):
     again = train(tmp_path, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3")
     assert again["metrics"] == weighted["metrics"]
@@ -234,8 +275,6 @@ BAD = [
 
 @pytest.mark.slow
 def test_bad_multitask_settings_are_one_line_and_leave_earlier_runs_alone(weighted):
-    from conftest import tree_digest
-
     outputs = Path(weighted["run_dir"]).parents[2]
     before = tree_digest(outputs)
     for arguments, expected in BAD:
