@@ -106,6 +106,11 @@ BAD_INPUTS = [
     ("one domain", ["dataset=[synthetic]"], "names 1 data set; multi-domain needs two or more"),
     ("nested", ["dataset=[synthetic,multi_domain]"], "a domain cannot itself be multi_domain"),
     ("bpr", ["loss=bpr"], "multi-domain ranking keeps domains apart"),
+    (
+        "with multi-task",
+        ["tasks=[rating,ctr]", "task=ctr", "loss=bce", "model=cross_encoder", "backbone=tiny_bert"],
+        "tasks=[...] (multi-task) cannot be combined with dataset=multi_domain",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recfit.config import conf_dir, validate
 from recfit.config.launch import check_sweep_strategy, started_externally
+from recfit.config.multitask import monitor_key
 from recfit.config.schema import Mode, register_schemas
 from recfit.errors import RecfitError
 
@@ -34,7 +35,7 @@ OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=Tr
 
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
-    """`recfit train`: validate, then train into Hydra's output folder. Returns `val/<task.metric>`.
+    """`recfit train`: validate, then train into Hydra's output folder. Returns the monitored metric.
 
     In a sweep, a job that fails for any reason is recorded as failed (metrics.json, the log, the
     sweep summary) and returns None, which Optuna counts as a failed trial; the sweep goes on.
@@ -68,7 +69,7 @@ def train_app(cfg: DictConfig) -> float | None:
         return None
     if not is_quiet(cfg) and rank_zero_only.rank == 0:  # DDP ranks 1..N-1 print nothing
         print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
-    return result.metrics.get(f"val/{cfg.task.metric}")
+    return result.metrics.get(monitor_key(cfg))
 
 
 def _report_failure(error: RecfitError, in_sweep: bool) -> None:

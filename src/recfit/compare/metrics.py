@@ -23,8 +23,14 @@ PER_UNIT_COLUMN = {
 
 
 def base_name(metric: str) -> str:
-    """`test/ndcg@10` -> `ndcg@10`."""
+    """`test/ndcg@10` -> `ndcg@10`; a multi-task run's `test/ctr/auc` -> `ctr/auc`."""
     return metric.split("/", 1)[-1]
+
+
+def _task_and_name(metric: str) -> tuple[str, str]:
+    """`test/ctr/auc` -> ("ctr", "auc"); `test/auc` -> ("", "auc")."""
+    task, _, name = base_name(metric).rpartition("/")
+    return task, name
 
 
 def counterpart(metric: str, stage: str) -> str:
@@ -76,7 +82,7 @@ def metric_direction(metric: str, monitors: pd.Series, modes: pd.Series) -> str:
     same = modes[monitors.map(base_name, na_action="ignore") == base_name(metric)].dropna()
     if not same.empty:
         return str(same.mode().iloc[0])
-    stem = base_name(metric).rsplit("/", 1)[-1].split("@", 1)[0]  # test/<domain>/rmse too
+    stem = _task_and_name(metric)[1].split("@", 1)[0]
     return "min" if stem in LOWER_IS_BETTER else "max"
 
 
@@ -85,12 +91,14 @@ def per_unit_column(metric: str) -> str:
 
     Ranking metrics (`ndcg@10`) are stored under their own name; rating and classification metrics
     under the per-row error they average. AUC and F1 are not averages over rows, so they cannot be paired.
+    A multi-task run's columns carry the task's prefix: `test/rating/rmse` pairs on `rating/squared_error`.
     """
-    name = base_name(metric)
+    task, name = _task_and_name(metric)
+    prefix = f"{task}/" if task else ""
     if "@" in name:
-        return name
+        return prefix + name
     if name in PER_UNIT_COLUMN:
-        return PER_UNIT_COLUMN[name]
+        return prefix + PER_UNIT_COLUMN[name]
     pairable = ", ".join(["<ranking metric>@k", *PER_UNIT_COLUMN])
     raise RecfitError(
         f"{metric} is not an average over users or rows, so it cannot be paired (use {pairable})"

@@ -70,6 +70,8 @@ def check_domains(cfg: DictConfig) -> None:
     if OmegaConf.get_type(dataset) is not MultiDomainDatasetConfig:
         return
     names = [str(name) for name in dataset.domains]
+    if cfg.get("tasks"):  # each would need its metrics per domain as well: not built yet
+        raise ConfigError(f"tasks=[...] (multi-task) cannot be combined with dataset={MULTI_DOMAIN} yet")
     if len(names) < 2:
         raise ConfigError(f"dataset={MULTI_DOMAIN} needs two or more domains: use dataset=[a,b]")
     for name in names:

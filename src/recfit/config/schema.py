@@ -86,6 +86,13 @@ class AdapterName(str, Enum):
     lora = "lora"
 
 
+class TaskWeighting(str, Enum):
+    """How a multi-task run (`tasks: [rating, ctr]`) weighs its tasks' losses."""
+
+    fixed = "fixed"  # task_weights, as given
+    uncertainty = "uncertainty"  # learned per-task log-variances (Kendall et al., CVPR 2018)
+
+
 class TransferPart(str, Enum):
     """What `init_from` can carry over; recfit.models.parts maps each to module names."""
 
@@ -365,6 +372,14 @@ class InitFromConfig:
 
 
 @dataclass
+class TaskWeightsConfig:
+    """Fixed loss weights of a multi-task run, one key per task that can take part."""
+
+    rating: float = 1.0  # weight of the rating task's loss (mse)
+    ctr: float = 1.0  # weight of the ctr task's loss (bce)
+
+
+@dataclass
 class TrainConfig:
     experiment_name: str = "default"  # names the run folder: outputs/runs/<experiment_name>/...
     seed: int = 42  # seeds Python, NumPy and torch for training
@@ -386,6 +401,9 @@ class TrainConfig:
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
+    tasks: list[TaskName] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
+    task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
+    task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
 
 
 # Schema entries in the ConfigStore end with this; they are not options a user picks.

@@ -16,6 +16,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from recfit.config.balance import check_balance
 from recfit.config.domains import check_domains
+from recfit.config.multitask import check_multitask
 from recfit.config.parent_run import find_parent
 from recfit.config.schema import (
     AdapterName,
@@ -109,6 +110,7 @@ def validate(cfg: DictConfig) -> None:
     if not re.fullmatch(r"full|(uni|pop)[1-9]\d*", cfg.task.candidates):
         raise ConfigError(f"task.candidates '{cfg.task.candidates}' must be full, uniN or popN (e.g. uni100)")
     _check_freeze(cfg.backbone.freeze)
+    check_multitask(cfg)
     check_balance(cfg)
     _check_adapter(cfg.backbone)
     _check_numbers(cfg)

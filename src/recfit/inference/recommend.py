@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recfit.config.multitask import task_list
 from recfit.data.tables import ITEM, USER
 from recfit.errors import RecfitError
 
@@ -105,6 +106,8 @@ def recommend(loaded: Any, user: str, k: int) -> list[Recommendation]:
     """The k best-scored items the user has not seen, best first (ties: lower code first)."""
     if k < 1:
         raise RecfitError(f"--k must be at least 1, got {k}")
+    if task_list(loaded.cfg):  # one output per task: which one ranks is not settled yet
+        raise RecfitError("recommend needs one score per item; this multi-task run predicts one per task")
     data = loaded.data
     code = user_code(data, user)
     scores = score_all_items(loaded, code).clone()

@@ -15,10 +15,20 @@ class DotProductRecommender(nn.Module):
     normalize: L2-normalise both vectors, so scores are cosines (softmax ranking with a temperature).
     biases: add user, item and global biases (rating and ctr); ranking never uses them, so a
         catalogue ranking is a plain matrix product of user and item vectors.
+    num_tasks: > 1 for a multi-task run ([B, T] outputs). The user and item vectors are shared; each
+        task t has its own head: a diagonal map a_t on the product (score_t = sum_d a_td u_d i_d, with
+        a_t = 1 at the start, i.e. the plain dot product) and its own user, item and global biases
+        (a rating scale and a click logit need different offsets).
     """
 
     def __init__(
-        self, num_users: int, num_items: int, embedding_dim: int, normalize: bool, biases: bool
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int,
+        normalize: bool,
+        biases: bool,
+        num_tasks: int = 1,
     ) -> None:
         super().__init__()
         self.normalize = normalize
@@ -26,15 +36,18 @@ class DotProductRecommender(nn.Module):
         nn.init.normal_(self.user_embedding.weight, std=0.1)
         self.biases = biases
         if biases:
-            self.user_bias = nn.Embedding(num_users, 1)
-            self.item_bias = nn.Embedding(num_items, 1)
+            self.user_bias = nn.Embedding(num_users, num_tasks)
+            self.item_bias = nn.Embedding(num_items, num_tasks)
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.item_bias.weight)
-        self.global_bias = nn.Parameter(torch.zeros(1), requires_grad=biases)
+        self.global_bias = nn.Parameter(torch.zeros(num_tasks), requires_grad=biases)
+        self.num_tasks = num_tasks
+        if num_tasks > 1:
+            self.task_heads = nn.Parameter(torch.ones(num_tasks, embedding_dim))
 
-    def set_output_offset(self, value: float) -> None:
-        """Start predictions at `value` (the mean training rating, or the base rate's logit)."""
-        self.global_bias.data.fill_(value)
+    def set_output_offset(self, value: float | list[float]) -> None:
+        """Start predictions at `value` (the mean training rating, or the base rate's logit); one per task."""
+        self.global_bias.data.copy_(torch.as_tensor(value).expand_as(self.global_bias))
 
     def encode_items(self, items: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Vectors of `items` (codes); `inputs` is their encoded content, one row per code."""
@@ -56,9 +69,13 @@ class DotProductRecommender(nn.Module):
         return self._items(batch[key], {})
 
     def forward(self, batch: dict) -> torch.Tensor:
-        """Pointwise score of each (user, item) row."""
+        """Pointwise score of each (user, item) row: [B], or [B, num_tasks]."""
         users, items = batch["user"], batch["item"]
-        score = (self.encode_users(users) * self.batch_item_vectors(batch)).sum(-1)
+        product = self.encode_users(users) * self.batch_item_vectors(batch)
+        if self.num_tasks > 1:  # [B, T]: each task's head over the shared product, plus its biases
+            score = product @ self.task_heads.T
+            return score + self.user_bias(users) + self.item_bias(items) + self.global_bias
+        score = product.sum(-1)
         if not self.biases:
             return score
         return (
@@ -71,9 +88,7 @@ class DotProductRecommender(nn.Module):
         users, items = batch["user"], batch["item"]
         penalty = self.user_embedding(users).pow(2).sum(-1) + self.batch_item_vectors(batch).pow(2).sum(-1)
         if self.biases:
-            penalty = (
-                penalty + self.user_bias(users).squeeze(-1) ** 2 + self.item_bias(items).squeeze(-1) ** 2
-            )
+            penalty = penalty + self.user_bias(users).pow(2).sum(-1) + self.item_bias(items).pow(2).sum(-1)
         return penalty.mean()
 
     def catalogue_vectors(self, item_batches: Iterable[tuple[torch.Tensor, dict]]) -> torch.Tensor:

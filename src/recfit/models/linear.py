@@ -32,28 +32,35 @@ def _encode(features: pd.DataFrame | None, rows: int) -> tuple[torch.Tensor, lis
 
 
 class _SideWeights(nn.Module):
-    """First-order weights of one entity's (user's or item's) side features."""
+    """First-order weights of one entity's (user's or item's) side features; `outputs` per feature."""
 
-    def __init__(self, features: pd.DataFrame | None, rows: int) -> None:
+    def __init__(self, features: pd.DataFrame | None, rows: int, outputs: int = 1) -> None:
         super().__init__()
         codes, cardinalities, numeric = _encode(features, rows)
         self.register_buffer("codes", codes)
         self.register_buffer("numeric", numeric)
-        self.categorical = nn.ModuleList(nn.Embedding(n, 1) for n in cardinalities)
-        self.linear = nn.Linear(numeric.shape[1], 1, bias=False)
+        self.outputs = outputs
+        self.categorical = nn.ModuleList(nn.Embedding(n, outputs) for n in cardinalities)
+        self.linear = nn.Linear(numeric.shape[1], outputs, bias=False)
         for table in self.categorical:
             nn.init.zeros_(table.weight)
         nn.init.zeros_(self.linear.weight)
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        total = self.linear(self.numeric[index]).squeeze(-1)
+        """[B] weights summed over features, or [B, outputs] when there are several outputs."""
+        squeeze = (lambda x: x.squeeze(-1)) if self.outputs == 1 else (lambda x: x)
+        total = squeeze(self.linear(self.numeric[index]))
         for column, table in enumerate(self.categorical):
-            total = total + table(self.codes[index, column]).squeeze(-1)
+            total = total + squeeze(table(self.codes[index, column]))
         return total
 
 
 class FeatureLinear(nn.Module):
-    """ID + side-feature logistic regression; scores pairs, so it serves rating and ctr, not ranking."""
+    """ID + side-feature logistic regression; scores pairs, so it serves rating and ctr, not ranking.
+
+    Multi-task (`num_tasks` > 1): nothing is shared but the inputs; every weight has one column per
+    task (each task is its own linear model over the same features), giving [B, num_tasks].
+    """
 
     def __init__(
         self,
@@ -61,27 +68,31 @@ class FeatureLinear(nn.Module):
         num_items: int,
         user_features: pd.DataFrame | None = None,
         item_features: pd.DataFrame | None = None,
+        num_tasks: int = 1,
         **_: object,
     ) -> None:
         super().__init__()
-        self.user_weight = nn.Embedding(num_users, 1)
-        self.item_weight = nn.Embedding(num_items, 1)
+        self.user_weight = nn.Embedding(num_users, num_tasks)
+        self.item_weight = nn.Embedding(num_items, num_tasks)
         nn.init.zeros_(self.user_weight.weight)
         nn.init.zeros_(self.item_weight.weight)
-        self.user_side = _SideWeights(user_features, num_users)
-        self.item_side = _SideWeights(item_features, num_items)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.user_side = _SideWeights(user_features, num_users, num_tasks)
+        self.item_side = _SideWeights(item_features, num_items, num_tasks)
+        self.bias = nn.Parameter(torch.zeros(num_tasks))
+        self.num_tasks = num_tasks
 
-    def set_output_offset(self, value: float) -> None:
-        """Start at the mean target (rating) or the base rate's logit (ctr)."""
-        self.bias.data.fill_(value)
+    def set_output_offset(self, value: float | list[float]) -> None:
+        """Start at the mean target (rating) or the base rate's logit (ctr); one per task."""
+        self.bias.data.copy_(torch.as_tensor(value).expand_as(self.bias))
 
     def forward(self, batch: dict) -> torch.Tensor:
+        """[B] scores, or [B, num_tasks]."""
         users, items = batch["user"], batch["item"]
+        squeeze = (lambda x: x.squeeze(-1)) if self.num_tasks == 1 else (lambda x: x)
         return (
             self.bias
-            + self.user_weight(users).squeeze(-1)
-            + self.item_weight(items).squeeze(-1)
+            + squeeze(self.user_weight(users))
+            + squeeze(self.item_weight(items))
             + self.user_side(users)
             + self.item_side(items)
         )

@@ -18,9 +18,10 @@ class MatrixFactorization(DotProductRecommender):
         embedding_dim: int = 64,
         normalize: bool = False,
         biases: bool = False,
+        num_tasks: int = 1,
         **_: object,
     ) -> None:
-        super().__init__(num_users, num_items, embedding_dim, normalize, biases)
+        super().__init__(num_users, num_items, embedding_dim, normalize, biases, num_tasks)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         nn.init.normal_(self.item_embedding.weight, std=0.1)
 

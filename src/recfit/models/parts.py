@@ -15,8 +15,9 @@ PART_MODULES: dict[TransferPart, tuple[str, ...]] = {
     # what turns an item into a vector besides the backbone: projection, item IDs and their biases
     TransferPart.item_tower: ("projection", "item_embedding", "item_bias", "item_weight", "item_side"),
     TransferPart.user_tower: ("user_embedding", "user_bias", "user_weight", "user_side"),
-    # what turns features into the task's output: the cross-encoder's head, the global offset
-    TransferPart.head: ("head", "global_bias", "bias"),
+    # what turns features into the task's output: the cross-encoder's head, the global offset, and a
+    # multi-task dot-product model's per-task maps
+    TransferPart.head: ("head", "global_bias", "bias", "task_heads"),
 }
 # Names the peft library gives a wrapped model's weights, and the plain model's names for them.
 ADAPTER_NAME_EDITS = (("base_model.model.", ""), (".base_layer.", "."))

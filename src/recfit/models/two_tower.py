@@ -31,9 +31,10 @@ class TwoTower(DotProductRecommender):
         item_id_embedding: bool = True,
         normalize: bool = False,
         biases: bool = False,
+        num_tasks: int = 1,
         **_: object,
     ) -> None:
-        super().__init__(num_users, num_items, embedding_dim, normalize, biases)
+        super().__init__(num_users, num_items, embedding_dim, normalize, biases, num_tasks)
         self.backbone = backbone
         self.projection = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.hidden_size, embedding_dim))
         self.item_embedding = nn.Embedding(num_items, embedding_dim) if item_id_embedding else None

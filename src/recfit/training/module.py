@@ -17,6 +17,7 @@ from recfit.evaluation.pointwise import per_row_values
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
 from recfit.training.domains import DomainLayout, DomainMetrics, mask_other_domains, top_k_within_domains
 from recfit.training.losses import task_loss
+from recfit.training.multitask import MultiTaskObjective
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
 STAGES = ("val", "test")
@@ -32,7 +33,8 @@ def non_persistent_buffers(module: nn.Module) -> list[str]:
 
 
 class RecModule(pl.LightningModule):
-    """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>`."""
+    """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>` (multi-task:
+    `val/<task>/<metric>`)."""
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class RecModule(pl.LightningModule):
         train_batches: int = 1,
         class_weights: torch.Tensor | None = None,
         domains: DomainLayout | None = None,
+        multitask: MultiTaskObjective | None = None,
     ) -> None:
         super().__init__()
         self.recommender = recommender
@@ -76,10 +79,12 @@ class RecModule(pl.LightningModule):
         self.domain_metrics = None
         if domains is not None:
             self.domain_metrics = DomainMetrics(domains.names, STAGES, lambda: self._metrics(num_classes))
+        # several tasks (tasks=[rating,ctr]): their losses, weighting and metrics, in place of the above
+        self.multitask = multitask
         # GAUC needs each row's user as well, so it sits beside the collection
         self.group_auc = (
             nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
-            if task.name == TaskName.ctr
+            if task.name == TaskName.ctr and multitask is None
             else None
         )
         self.test_rows: list[dict[str, torch.Tensor]] = []
@@ -116,15 +121,20 @@ class RecModule(pl.LightningModule):
             output = (scores, batch["item"])
         else:
             output = self.recommender(batch)
-        loss = task_loss(
-            self.task_name,
-            self.loss_name,
-            output,
-            batch["target"],
-            self.temperature,
-            self.item_log_frequency,
-            self.class_weights,
-        )
+        if self.multitask is not None:
+            loss, parts = self.multitask.loss(output, batch["target"])
+            for name, value in parts.items():
+                self.log(name, value, on_step=True, on_epoch=True, batch_size=len(batch["user"]))
+        else:
+            loss = task_loss(
+                self.task_name,
+                self.loss_name,
+                output,
+                batch["target"],
+                self.temperature,
+                self.item_log_frequency,
+                self.class_weights,
+            )
         if self.l2 > 0 and hasattr(self.recommender, "l2_penalty"):
             loss = loss + self.l2 * self.recommender.l2_penalty(batch)
         if not torch.isfinite(loss):
@@ -152,6 +162,8 @@ class RecModule(pl.LightningModule):
             if self.domain_metrics is not None:
                 for collection in self.domain_metrics.stages[stage].values():
                     collection.set_dtype(self.sum_dtype)
+        if self.multitask is not None:
+            self.multitask.set_sum_dtype(stage, self.sum_dtype)
 
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
@@ -206,6 +218,11 @@ class RecModule(pl.LightningModule):
                 self.test_rows.append({"user": batch["user"], **values, **self._domain_column(batch)})
             return
         output = self.recommender(batch)
+        if self.multitask is not None:
+            rows = self.multitask.update(stage, output, batch["target"], batch["user"], self.sum_dtype)
+            if stage == "test":
+                self.test_rows.append({"user": batch["user"], "item": batch["item"], **rows})
+            return
         target = batch["target"]
         if self.task_name == TaskName.ctr:
             output = torch.sigmoid(output)
@@ -258,7 +275,10 @@ class RecModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        values = self.metrics[stage].compute()
+        if self.multitask is not None:
+            values = self.multitask.compute(stage)  # `<task>/<metric>`
+        else:
+            values = self.metrics[stage].compute()
         if self.group_auc is not None:
             values["gauc"] = self.group_auc[stage].compute()
             self.group_auc[stage].reset()

@@ -20,6 +20,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
+from recfit.config.multitask import LOSS_OF_TASK, fixed_weights, monitor_key, task_list
 from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
 from recfit.data.configured import read_dataset
 from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
@@ -44,6 +45,7 @@ from recfit.training.init_from import take_parent_weights
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
+from recfit.training.multitask import MultiTaskObjective
 from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
 from recfit.training.run_folder import (
@@ -59,7 +61,7 @@ from recfit.training.run_folder import (
     replace_atomic,
     write_json_atomic,
 )
-from recfit.training.targets import targets_for
+from recfit.training.targets import multitask_targets, targets_for
 from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
@@ -179,8 +181,11 @@ def build(cfg: DictConfig) -> Built:
     )
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
     task, loss = cfg.task.name, cfg.loss.name
+    tasks = task_list(cfg)  # multi-task: [rows, tasks] targets and outputs, in this order
     targets = {
-        name: targets_for(getattr(splits, name), task, loss, cfg.task.rating_threshold)
+        name: multitask_targets(getattr(splits, name), tasks, cfg.task.rating_threshold)
+        if tasks
+        else targets_for(getattr(splits, name), task, loss, cfg.task.rating_threshold)
         for name in ("train", "val", "test")
     }
     item_content, user_content = _content(cfg, data, load_preprocessor(cfg.backbone))
@@ -195,8 +200,10 @@ def build(cfg: DictConfig) -> Built:
         biases=task in (TaskName.rating, TaskName.ctr),
         user_features=data.user_features,
         item_features=data.item_features,
+        num_tasks=len(tasks) or 1,
     )
-    recommender.set_output_offset(_output_offset(task, loss, targets["train"]))
+    offsets = [_output_offset(t, LOSS_OF_TASK[t], targets["train"][:, i]) for i, t in enumerate(tasks)]
+    recommender.set_output_offset(offsets or _output_offset(task, loss, targets["train"]))
     lineage = take_parent_weights(cfg.init_from, recommender, task.value) if cfg.init_from.path else None
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
@@ -250,6 +257,9 @@ def build(cfg: DictConfig) -> Built:
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
         domains=DomainLayout.of(data),
+        multitask=MultiTaskObjective(tasks, cfg.task_weighting, fixed_weights(cfg), cfg.loss.temperature)
+        if tasks
+        else None,
     )
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
 
@@ -309,7 +319,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         "total": sum(p.numel() for p in module.parameters()),
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
-    monitor = f"val/{cfg.task.metric}"
+    monitor = monitor_key(cfg)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename="best",
@@ -369,6 +379,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
             module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
         ):
             metrics.update(result)
+    if module.multitask is not None:  # the best checkpoint's weights (learned, for uncertainty weighting)
+        record["task_weights"] = module.multitask.final_weights()
     close_loggers(loggers)
     if curves is not None:
         _append_curves(run_dir, curves)

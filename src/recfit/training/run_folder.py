@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from recfit.config.multitask import monitor_key
+
 
 @dataclass
 class RunResult:
@@ -78,7 +80,7 @@ def new_record(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "status": Status.running,
         "experiment": cfg.experiment_name,
         "task": cfg.task.name.value,
-        "monitor": f"val/{cfg.task.metric}",
+        "monitor": monitor_key(cfg),
         "mode": cfg.task.mode.value,
         "seed": cfg.seed,
         "metrics": {},

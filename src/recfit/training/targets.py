@@ -26,3 +26,11 @@ def targets_for(frame: pd.DataFrame, task: TaskName, loss: LossName, rating_thre
     if task == TaskName.ctr:
         return (ratings >= rating_threshold).astype(np.float32)
     return ratings
+
+
+def multitask_targets(frame: pd.DataFrame, tasks: list[TaskName], rating_threshold: float) -> np.ndarray:
+    """[rows, tasks] float32: one target column per task of a multi-task run, each with its own loss."""
+    from recfit.config.multitask import LOSS_OF_TASK
+
+    columns = [targets_for(frame, task, LOSS_OF_TASK[task], rating_threshold) for task in tasks]
+    return np.stack(columns, axis=1).astype(np.float32)
