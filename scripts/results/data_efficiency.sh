@@ -26,8 +26,8 @@ for split in cold_item ratio; do
     $RECFIT train -m experiment=ml100k_data_efficiency split=$split dataset.path="$ML100K" $grid $common \
       experiment_name="${name}_$arm" "$@"
   }
+  run mf model=mf backbone=none                  # (d) no content at all
   run pretrained backbone.pretrained=true        # (a) the pretrained MiniLM
   run games init_from.path="$PARENT"             # (b) the Games run: its MiniLM and item projection
   run random backbone.pretrained=false           # (c) the same architecture, random weights
-  run mf model=mf backbone=none                  # (d) no content at all
 done
