@@ -9,7 +9,6 @@ evaluated run (whose folder stays untouched).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 from recfit.training.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
+    RunResult,
     Status,
     clean_metrics,
     describe,
@@ -31,14 +31,12 @@ from recfit.training.run_folder import (
 EVALS_DIR = "evals"
 
 
-@dataclass
-class EvalResult:
-    """What an evaluation reports: its status, test metrics and folder."""
+class EvalResult(RunResult):
+    """What an evaluation reports: a RunResult whose folder is the evaluation's, under evals/."""
 
-    status: str
-    metrics: dict[str, float | None]
-    eval_dir: Path
-    record: dict[str, Any]
+    @property
+    def eval_dir(self) -> Path:
+        return self.run_dir
 
 
 def new_eval_dir(output_dir: str, experiment: str) -> Path:
