@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.files import REPO
 from recfit.config import compose, validate
 from recfit.config.parent_run import BEST_CHECKPOINT
 from recfit.config.reference import render_reference
