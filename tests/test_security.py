@@ -9,15 +9,14 @@ process; a few run `python -m recfit` to prove the commands refuse before anythi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import REPO, tree_digest
+from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.files import REPO, tree_digest
 from recfit.config import compose, validate
 from recfit.config.rerun import saved_overrides
 from recfit.config.targets import ALLOW_VARIABLE, ALLOWED_TARGETS, check_targets
@@ -177,18 +176,6 @@ def test_an_alias_bomb_is_refused_without_expanding(tmp_path):
     assert "base" in check_yaml_file(fine)
 
 
-def recfit(*arguments: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recfit", *arguments], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)  # fmt: skip
-
-
-def assert_refused(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("recfit: error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -196,23 +183,36 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str) -> None:
         ["eval", "{run}"],
         ["recommend", "{run}", "--user", "1"],
         ["embed", "{run}", "--items"],
+        ["predict", "{run}", "--input", "{rows}"],
         ["validate", "{attack}"],
         ["train", "{attack}"],
     ],
 )
-def test_commands_refuse_foreign_code_before_anything_runs(tmp_path, command):
+def test_commands_refuse_foreign_code_before_anything_runs(tmp_path, capsys, command):
     """The original attack: a crafted run folder made `rerun` and `eval` copy a file."""
     written, outputs = tmp_path / "copied", tmp_path / "outputs"
     attack = f"trainer.limit_test_batches={copy_attack(written)}"
     run = write_run_folder(tmp_path / "run", [f"paths.output_dir={outputs}", attack], completed=True)
     before = tree_digest(run)
-    arguments = [a.format(run=run, attack=attack) for a in command]
-    if command[0] in ("validate", "train"):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("user,item\n1,1\n")
+    arguments = [a.format(run=run, attack=attack, rows=rows) for a in command]
+    from_command_line = command[0] in ("validate", "train")
+    if from_command_line:
         arguments.append(f"paths.output_dir={outputs}")
-    result = recfit(*arguments, cwd=tmp_path)
-    assert_refused(result, "untrusted code" if command[0] not in ("validate", "train") else NOT_ALLOWED)
+    result = run_cli(capsys, *arguments)
+    assert_one_line_error(result, NOT_ALLOWED if from_command_line else "untrusted code")
+    assert result.returncode == 2
     assert not written.exists() and not outputs.exists()
     assert tree_digest(run) == before
+
+
+def test_rerun_of_a_crafted_folder_is_refused_on_the_command_line(tmp_path):
+    written = tmp_path / "copied"
+    run = write_run_folder(tmp_path / "run", [f"paths.output_dir={tmp_path}", f"+x={copy_attack(written)}"])
+    result = recfit("rerun", str(run), cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, "points x._target_ at untrusted code 'shutil.copyfile'")
+    assert result.returncode == 2 and not written.exists()
 
 
 def test_an_alias_bomb_through_config_path_is_refused_quickly(tmp_path):
@@ -222,4 +222,5 @@ def test_an_alias_bomb_through_config_path_is_refused_quickly(tmp_path):
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]
     (folder / "bomb.yaml").write_text("\n".join(lines) + "\n")
     result = recfit("train", "--config-path", str(folder), "--config-name", "bomb", cwd=tmp_path, timeout=60)
-    assert_refused(result, "expands (through YAML aliases) to more than")
+    assert_one_line_error(result, "expands (through YAML aliases) to more than")
+    assert result.returncode == 2
