@@ -11,17 +11,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from recfit.config import conf_dir, validate
+from recfit.config import (
+    conf_dir,
+    resolvers,  # noqa: F401  (optuna_direction, used by hparams_search=optuna)
+    validate,
+)
 from recfit.config.launch import check_sweep_strategy, started_externally
 from recfit.config.multitask import monitor_key
-from recfit.config.optuna_space import register_optuna_resolvers
 from recfit.config.schema import register_schemas
 from recfit.errors import RecfitError
 
 log = logging.getLogger("recfit")
 
 register_schemas()
-register_optuna_resolvers()  # before the Optuna sweeper reads conf/hparams_search/optuna.yaml
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")

@@ -1,8 +1,9 @@
-"""Resolvers that fit the Optuna search (conf/hparams_search/optuna.yaml) to the run it searches.
+"""The OmegaConf resolvers recfit's configs use, registered on import (torch-free).
 
-They are registered when the Hydra app is imported, before the sweeper reads its config, and they import
-nothing heavy. Each keeps one fact in one place: the direction comes from task.mode, the startup trials
-are capped by n_trials, and a learning rate is searched only where the run has a backbone to train.
+They are registered wherever a config is composed or run, so that checking a config resolves it
+exactly as the run will. The Optuna ones fit the search (conf/hparams_search/optuna.yaml) to the run:
+the direction comes from task.mode, the start-up trials are capped by n_trials, and a learning rate is
+searched only where the run has a backbone to train.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from omegaconf import OmegaConf
 
 from recfit.config.schema import Modality, Mode
 
-# Optuna spells directions differently from task.mode.
+# Optuna spells directions differently from task.mode; the sweep config converts with a resolver,
+# so task.mode stays the one place the direction is written.
 OPTUNA_DIRECTIONS = {Mode.max: "maximize", Mode.min: "minimize"}
 
 
@@ -36,8 +38,6 @@ def search_if_backbone(modality: object, space: str, current: object) -> object:
     return current if Modality(_enum_value(modality)) == Modality.none else space
 
 
-def register_optuna_resolvers() -> None:
-    """Make the resolvers known to OmegaConf (idempotent)."""
-    OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
-    OmegaConf.register_new_resolver("optuna_startup_trials", startup_trials, replace=True)
-    OmegaConf.register_new_resolver("optuna_if_backbone", search_if_backbone, replace=True)
+OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
+OmegaConf.register_new_resolver("optuna_startup_trials", startup_trials, replace=True)
+OmegaConf.register_new_resolver("optuna_if_backbone", search_if_backbone, replace=True)
