@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.cli import assert_one_line_error, recfit
+from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import REPO
 
 TINY = [
@@ -197,8 +197,8 @@ BAD_LOGGERS = [
 
 
 @pytest.mark.parametrize(("arguments", "expected"), BAD_LOGGERS, ids=[a[-1] for a, _ in BAD_LOGGERS])
-def test_bad_logger_choice_is_one_line(arguments, expected):
-    assert_one_line_error(recfit("validate", *arguments), expected)
+def test_bad_logger_choice_is_one_line(arguments, expected, capsys):
+    assert_one_line_error(run_cli(capsys, "validate", *arguments), expected)
 
 
 def test_missing_logger_package_is_one_line(tmp_path):
