@@ -26,6 +26,7 @@ from recfit.data.sequences import (
     read_interactions_csv,
     read_item_list_sequences,
     sequences_from_recdata,
+    window_examples,
 )
 from recfit.data.sources.movielens import read_movielens_100k
 from recfit.data.sources.recbole import read_amazon_games, read_atomic_file
@@ -226,6 +227,27 @@ def test_prefix_examples_and_their_batches():
     assert NextItemCollator(train, examples, 3)([0, 4])["items"].shape == (2, 1)
 
 
+def test_one_window_per_user_with_every_position_equals_every_prefix():
+    """SASRec's every-position objective on one window == RecBole's prefix examples (causal encoder)."""
+    torch.manual_seed(7)
+    train = UserSequences.from_lists([[1, 2, 3, 4, 5, 6], [7, 8], [9], [2, 4, 6, 8]], num_items=10)
+    item_vectors = torch.randn(10, DIM)
+    encoder = SASRecEncoder(DIM, max_history=8, inner_size=32).eval()
+    windows = window_examples(train)
+    assert windows.users.tolist() == [0, 1, 3] and windows.targets.tolist() == [6, 8, 8]
+    window = NextItemCollator(train, windows, 8)(list(range(len(windows))))
+    prefixes = prefix_examples(train, 8)
+    prefix = NextItemCollator(train, prefixes, 8)(list(range(len(prefixes))))
+    assert int((window["next_items"] != PAD).sum()) == len(prefixes)
+    with torch.no_grad():
+        states = encoder(item_vectors[window["items"].clamp(min=0)], window["mask"])
+        users = encoder.encode(item_vectors[prefix["items"].clamp(min=0)], prefix["mask"])
+    torch.testing.assert_close(
+        full_softmax_loss(states, item_vectors, window["next_items"]),
+        full_softmax_loss(users, item_vectors, prefix["target"]),
+    )
+
+
 def test_leave_one_out_targets_and_histories():
     sequences = UserSequences.from_lists([[1, 2, 3, 4], [5, 6, 7], []], num_items=8)
     split = leave_one_out(sequences)
@@ -273,6 +295,27 @@ def test_games_leave_one_out_reproduces_the_files_targets_for_every_user(amazon_
     assert (same.offsets == sequences.offsets).all() and (same.items == sequences.items).all()
     examples = prefix_examples(split.train, 50)
     assert len(examples) == 440_264 - 3 * 50_546  # every train item but each user's first is a target
+
+
+def test_item_list_files_with_bad_rows_are_refused(tmp_path):
+    items = tmp_path / "x.item"
+    items.write_text("item_id:token\ttitle:token_seq\na\tA\nb\tB\n")
+    good = tmp_path / "good.inter"
+    good.write_text("user_id:token\titem_id_list:token_seq\titem_id:token\nu1\ta b\ta\nu2\t\tb\n")
+    assert read_item_list_sequences(good, items).to_lists() == [[0, 1, 0], [1]]
+    cases = {
+        "user_id:token\titem_id:token\nu1\ta\n": "needs a field 'item_id_list:token_seq'",
+        "user_id:token\titem_id_list:token_seq\titem_id:token\nu1\ta\tb\nu1\tb\ta\n": (
+            "names 1 users on more than one row"
+        ),
+        "user_id:token\titem_id_list:token_seq\titem_id:token\nu1\ta z\tb\n": "1 items in .* missing from",
+        "user_id:token\titem_id_list:token_seq\titem_id:token\nu1\ta\t\n": "1 rows have an empty item_id",
+    }
+    for number, (text, error) in enumerate(cases.items()):
+        file = tmp_path / f"bad{number}.inter"
+        file.write_text(text)
+        with pytest.raises(DataError, match=error):
+            read_item_list_sequences(file, items)
 
 
 def test_movielens_histories_follow_time_then_file_order(ml100k_dir):

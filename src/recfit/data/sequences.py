@@ -317,6 +317,19 @@ def prefix_examples(train: UserSequences, max_history: int) -> NextItemExamples:
     return NextItemExamples(users, ends, targets)
 
 
+def window_examples(train: UserSequences) -> NextItemExamples:
+    """One row per training sequence of >= 2 items: its whole history predicts its last item.
+
+    With the collator's `next_items` as per-position targets this is SASRec's original objective
+    (Kang & McAuley): every position of the latest `max_history` window predicts its next item in one
+    forward pass; with a causal encoder that is the loss of those positions' prefix examples at once.
+    """
+    lengths = train.lengths
+    users = np.flatnonzero(lengths >= 2).astype(np.int64)
+    ends = lengths[users] - 1
+    return NextItemExamples(users, ends, train.items[train.offsets[users] + ends])
+
+
 def evaluation_examples(split: LeaveOneOut, which: str, max_history: int) -> NextItemExamples:
     """One row per user with a `which` target: the user's whole history (before it) predicts it."""
     check_max_history(max_history)
