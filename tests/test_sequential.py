@@ -15,12 +15,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recfit.data.sequence_batches import PAD, NextItemCollator
+from recfit.data.sequence_batches import PAD, NextItemCollator, history_batch
 from recfit.data.sequences import (
     TEST,
     VAL,
     UserSequences,
     evaluation_examples,
+    history_codes,
     leave_one_out,
     prefix_examples,
     read_interactions_csv,
@@ -275,10 +276,15 @@ def test_users_with_fewer_than_three_interactions_are_refused():
     )
 
 
-def test_games_leave_one_out_reproduces_the_files_targets_for_every_user(amazon_games_dir):
-    sequences = read_item_list_sequences(
+@pytest.fixture(scope="module")
+def games_sequences(amazon_games_dir) -> UserSequences:
+    return read_item_list_sequences(
         amazon_games_dir / "Games-6k.test.inter", amazon_games_dir / "Games-6k.item"
     )
+
+
+def test_games_leave_one_out_reproduces_the_files_targets_for_every_user(amazon_games_dir, games_sequences):
+    sequences = games_sequences
     assert (sequences.num_users, sequences.num_items, len(sequences.items)) == (50_546, 16_859, 440_264)
     split = leave_one_out(sequences)
     code = pd.Index(sequences.item_ids)
@@ -316,6 +322,50 @@ def test_item_list_files_with_bad_rows_are_refused(tmp_path):
         file.write_text(text)
         with pytest.raises(DataError, match=error):
             read_item_list_sequences(file, items)
+
+
+@pytest.mark.parametrize("max_history", [50, 3])
+def test_a_history_given_as_raw_ids_batches_like_the_users_own(games_sequences, max_history):
+    """The inductive path (`recommend --history`): same items, same tensors, same user vector."""
+    split = leave_one_out(games_sequences)
+    examples = evaluation_examples(split, TEST, max_history)
+    rows = [0, 17, 4242, int(np.argmax(split.history(TEST).lengths))]  # the last: the longest history
+    own = NextItemCollator(split.history(TEST), examples, max_history)(rows)
+    raw = [games_sequences.item_ids[split.history(TEST)[examples.users[row]]].tolist() for row in rows]
+    codes = [
+        history_codes(ids, games_sequences.item_ids, games_sequences.num_items, max_history) for ids in raw
+    ]
+    given = history_batch(codes, games_sequences.num_items, max_history)
+    assert torch.equal(given["items"], own["items"]) and torch.equal(given["mask"], own["mask"])
+    assert given["items"].shape[1] == min(max_history, 49)  # Games' longest test history: 49 items
+    torch.manual_seed(8)
+    item_vectors = torch.randn(games_sequences.num_items, DIM)
+    encoder = SASRecEncoder(DIM, max_history=max_history, inner_size=32).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            encoder.encode(item_vectors[given["items"].clamp(min=0)], given["mask"]),
+            encoder.encode(item_vectors[own["items"].clamp(min=0)], own["mask"]),
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_bad_histories_are_refused_in_one_line():
+    item_ids = np.array(["a", "b", "c"])
+    assert history_codes(["c", " a"], item_ids, 3, max_history=5).tolist() == [2, 0]
+    assert history_codes(["a", "b", "c"], item_ids, 3, max_history=2).tolist() == [1, 2]  # the latest
+    assert history_codes(["2", "0"], None, 3, max_history=5).tolist() == [2, 0]  # no raw ids: codes
+    for ids, error in (
+        ([], "the history is empty: give at least one item id"),
+        (
+            ["a", "zz", "b", ""],
+            "unknown item 'zz' in the history (2 of 4 ids unknown; the data set has 3 items)",
+        ),
+        (["a", "b", "a"], "item 'a' appears more than once in the history"),
+    ):
+        with pytest.raises(DataError) as raised:
+            history_codes(ids, item_ids, 3, max_history=5)
+        assert str(raised.value) == error
 
 
 def test_movielens_histories_follow_time_then_file_order(ml100k_dir):

@@ -51,3 +51,15 @@ class NextItemCollator:
             "target": torch.from_numpy(targets.astype(np.int64)),
             "next_items": torch.from_numpy(next_items),
         }
+
+
+def history_batch(histories: list[np.ndarray], num_items: int, max_history: int) -> dict[str, torch.Tensor]:
+    """The collator's batch for free-standing histories (item codes, oldest first, each non-empty):
+    the same tensors an evaluation row with that history gets. `target` and `next_items`' last real
+    position are PAD (there is no next item to know)."""
+    sequences = UserSequences.from_lists([list(history) for history in histories], num_items)
+    if (sequences.lengths == 0).any():
+        raise ValueError("every history needs at least one item")
+    rows = np.arange(len(histories), dtype=np.int64)
+    examples = NextItemExamples(rows, sequences.lengths, np.full(len(rows), PAD, dtype=np.int64))
+    return NextItemCollator(sequences, examples, max_history)(rows)

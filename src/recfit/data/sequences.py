@@ -338,6 +338,33 @@ def evaluation_examples(split: LeaveOneOut, which: str, max_history: int) -> Nex
     return NextItemExamples(users, history.lengths[users], split.targets(which)[users])
 
 
+def history_codes(
+    ids: list[str], item_ids: np.ndarray | None, num_items: int, max_history: int
+) -> np.ndarray:
+    """The item codes of a history given as raw item ids (oldest first), for a user never trained on.
+
+    The most recent `max_history` are kept. An empty history, an id the data set does not have, or
+    an item named twice is a DataError in one line (ids compare as text; without `item_ids` the
+    codes are the ids).
+    """
+    check_max_history(max_history)
+    ids = [str(raw).strip() for raw in ids]
+    if not ids:
+        raise DataError("the history is empty: give at least one item id")
+    known = pd.Index([str(raw) for raw in (item_ids if item_ids is not None else range(num_items))])
+    codes = known.get_indexer(ids)
+    unknown = [raw for raw, code in zip(ids, codes, strict=True) if code < 0]
+    if unknown:
+        raise DataError(
+            f"unknown item '{unknown[0]}' in the history ({len(unknown)} of {len(ids)} ids unknown; "
+            f"the data set has {num_items:,} items)"
+        )
+    repeated = pd.Index(codes).duplicated()
+    if repeated.any():
+        raise DataError(f"item '{ids[int(np.argmax(repeated))]}' appears more than once in the history")
+    return codes[-max_history:].astype(np.int64)
+
+
 def check_max_history(max_history: int) -> None:
     """A ConfigError unless `max_history` is a positive number of items."""
     # the same rule as recfit.models.user_encoders.check_max_history (data and models share no import)
