@@ -184,14 +184,15 @@ def test_same_seed_gives_the_recorded_metrics_and_data_fingerprint(tmp_path, ml1
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")))
 def test_each_data_set_reader_is_a_plain_instantiate_target(tmp_path, option):
-    """`dataset.reader` holds a reader function and its arguments only: Hydra can call it as it stands."""
+    """`dataset.reader` holds a reader function and its arguments, all of them: Hydra calls it as it stands,
+    and every argument the reader takes (e.g. on_bad_rows) can be set from the config."""
     overrides = {
         "multi_domain": ["dataset=[synthetic, text_csv]", f"dataset.domains.text_csv.reader.path={tmp_path}"],
     }.get(option, [f"dataset={option}", f"dataset.reader.path={tmp_path}"] if option != "synthetic" else [])
     cfg = compose(overrides)
     reader = cfg.dataset.reader
     accepted = inspect.signature(get_method(reader._target_)).parameters
-    assert set(reader) - {"_target_"} <= set(accepted), option
+    assert set(reader) - {"_target_"} == set(accepted), option
     bound = instantiate(reader, _partial_=True, _recursive_=False)
     assert set(bound.keywords) == set(reader) - {"_target_"}
 
