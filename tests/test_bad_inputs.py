@@ -95,7 +95,7 @@ CONFIG_CASES = [
     ("temperature", ["loss.temperature=0"], "loss.temperature must be positive"),
     (
         "bad-rows policy",
-        ["dataset.reader.on_bad_rows=maybe"],
+        ["dataset=movielens_100k", "dataset.reader.on_bad_rows=maybe"],
         "dataset.reader.on_bad_rows: Invalid value 'maybe'",
     ),
     ("resume value", ["resume=sometimes"], "resume must be auto or null"),

@@ -26,7 +26,6 @@ TEXT_RUN = [
     "backbone=tiny_bert",
     "dataset.reader.text_column=review",
     "dataset.reader.label_column=sentiment",
-    "dataset.reader.on_bad_rows=skip",
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
 ]
