@@ -207,3 +207,14 @@ def test_reader_arguments_at_their_old_place_are_read_under_dataset_reader(ml100
     )
     assert domains.dataset.domains.movielens_100k.reader.path == str(ml100k_dir)
     assert read_dataset(domains.dataset).domain_names == ["synthetic", "movielens_100k"]
+
+
+def test_an_earlier_run_folder_with_reader_arguments_at_their_old_place_recomposes(tmp_path):
+    """overrides.yaml of a run made before `dataset.reader` (rerun, resume, eval read it) still composes."""
+    from recfit.config.rerun import OVERRIDES_FILE, saved_overrides
+
+    (tmp_path / OVERRIDES_FILE).parent.mkdir()
+    (tmp_path / OVERRIDES_FILE).write_text("- dataset.num_users=40\n- dataset.interactions_per_user=8\n")
+    saved = saved_overrides(tmp_path)
+    assert saved == ["dataset.reader.num_users=40", "dataset.reader.interactions_per_user=8"]
+    assert compose(saved).dataset.reader.num_users == 40
