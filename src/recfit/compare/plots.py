@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recfit.compare.atomic import atomic_path
+from recfit.run_folder import atomic_path
 
 FIGURE_INCHES = (8.0, 5.0)
 DPI = 100
