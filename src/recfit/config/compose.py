@@ -35,17 +35,22 @@ def list_options() -> dict[str, list[str]]:
     }
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", with_hydra: bool = False
+) -> DictConfig:
     """Compose `conf/<config_name>.yaml` with command-line style overrides.
 
     `dataset=[a,b]` is expanded first (recfit.config.domains). Raises ConfigError with a one-line
-    message for an unknown option, key or wrong type.
+    message for an unknown option, key or wrong type. `with_hydra` keeps the `hydra` node (run
+    folder, logging, callbacks): the config a Hydra job runs with (recfit.apps.launch).
     """
     overrides = expand_domains(overrides)
     register_schemas()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            return hydra_compose(
+                config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra
+            )
     except MissingConfigException as error:
         raise ConfigError(_missing_option_message(error)) from None
     except OverrideParseException as error:
