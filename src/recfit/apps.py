@@ -24,20 +24,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from recfit.config import compose, conf_dir, validate
+from recfit.config import (
+    compose,
+    conf_dir,
+    resolvers,  # noqa: F401  (optuna_direction, used by hparams_search=optuna)
+    validate,
+)
 from recfit.config.domains import expand_domains
 from recfit.config.launch import SAFE_IN_SWEEPS, check_sweep_strategy, started_externally
 from recfit.config.multitask import monitor_key
 from recfit.config.record import run_identity
-from recfit.config.schema import Mode, register_schemas
+from recfit.config.schema import register_schemas
 from recfit.errors import ConfigError, RecfitError
 
 log = logging.getLogger("recfit")
 
 register_schemas()
-# Optuna spells directions differently from task.mode; the sweep config converts with this resolver,
-# so task.mode stays the one place the direction is written.
-OPTUNA_DIRECTIONS = {Mode.max: "maximize", Mode.min: "minimize"}
 
 COMMAND = "recfit train"  # sys.argv[0] while Hydra's command line parses the rest
 CONFIG_NAME = "train"
@@ -46,14 +48,6 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 ENTRY_MODULE = "recfit.train_entry"  # what Lightning's ddp re-executes for ranks 1..N-1
 # Where a run is continued: only `recfit train` (a shell command) may resume; new runs never name these.
 RESUME_KEYS = ("resume", "ckpt_path")
-
-
-def optuna_direction(mode: object) -> str:
-    """task.mode (an enum node, which interpolates as the text 'Mode.max') -> Optuna's direction."""
-    return OPTUNA_DIRECTIONS[Mode(str(mode).rsplit(".", 1)[-1])]
-
-
-OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 
 
 def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) -> Path | None:
@@ -67,7 +61,10 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     re-run the command line are refused, a run that fails raises RecfitError (the error in its
     metrics.json) instead of exiting, and the logging set up for the run is undone afterwards.
     """
+    from recfit.config.yaml_guard import check_config_dirs
+
     arguments = expand_domains(list(arguments))  # dataset=[a,b]: Hydra and overrides.yaml see the expansion
+    check_config_dirs(arguments)  # --config-path / --config-dir: YAML that could hang Hydra
     if any(argument.startswith("-") for argument in arguments):
         if in_process:
             raise ConfigError(f"{COMMAND} in process takes key=value overrides only (no -m or flags)")
@@ -139,11 +136,13 @@ def _reexecute_as_entry(arguments: list[str]) -> None:
 def _hydra_command_line(arguments: list[str]) -> None:
     """A sweep or a Hydra flag: Hydra parses the command line (sys.argv, restored afterwards)."""
     if any(argument in MULTIRUN_FLAGS for argument in arguments):
-        from recfit.config.sweep import is_search_sweep, validate_sweep
+        from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
 
         overrides = [argument for argument in arguments if not argument.startswith("-")]
-        if not is_search_sweep(overrides):  # a search's trials are checked as they start
+        if not is_search_sweep(overrides):
             print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
+        else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
+            check_search_sweep(overrides)
     saved = sys.argv
     sys.argv = [COMMAND, *arguments]
     try:

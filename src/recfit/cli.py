@@ -15,6 +15,7 @@ commands:
   eval      eval RUN_DIR [key=value ...]: test a run's best checkpoint (or on other data) into a new folder
   recommend recommend RUN_DIR --user ID [--k 10] [--explain] [--format json]: a user's top-k unseen items
   embed     embed RUN_DIR --items [--output FILE]: export item vectors to Parquet
+  predict   predict RUN_DIR --input new.csv [--output preds.csv]: predict each row; metrics if labelled
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
@@ -137,6 +138,7 @@ COMMANDS = {
     "eval": _inference("eval"),
     "recommend": _inference("recommend"),
     "embed": _inference("embed"),
+    "predict": _inference("predict"),
 }
 
 
