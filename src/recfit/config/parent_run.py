@@ -12,6 +12,7 @@ from pathlib import Path
 from recfit.errors import ConfigError
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a run that kept its final weights only (keep=last)
 METRICS_FILE = "metrics.json"
 
 
@@ -33,10 +34,13 @@ class ParentRun:
 
 
 def find_parent(path: str) -> ParentRun:
-    """A run folder (its checkpoints/best.ckpt) or a checkpoint file; ConfigError (one line) otherwise."""
+    """A run folder (its checkpoints/best.ckpt, else last.ckpt) or a checkpoint file; ConfigError (one
+    line) otherwise."""
     given = Path(path).expanduser().resolve()
     if given.is_dir():
         checkpoint = given / BEST_CHECKPOINT
+        if not checkpoint.is_file() and (given / LAST_CHECKPOINT).is_file() and _completed(given):
+            checkpoint = given / LAST_CHECKPOINT  # a completed run's final weights, not a mid-run state
         if not checkpoint.is_file():
             raise ConfigError(
                 f"init_from.path {path} holds no {BEST_CHECKPOINT} (give a run folder or a .ckpt file)"
@@ -49,6 +53,13 @@ def find_parent(path: str) -> ParentRun:
     else:
         raise ConfigError(f"init_from.path does not exist: {path}")
     return ParentRun(checkpoint=checkpoint, run_dir=run_dir, task=_task_of(run_dir))
+
+
+def _completed(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")).get("status") == "completed"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _task_of(run_dir: Path | None) -> str | None:

@@ -32,6 +32,7 @@ METRICS_FILE = "metrics.json"
 PER_USER_FILE = "per_user.parquet"
 CHECKPOINT_DIR = "checkpoints"  # best.ckpt (by task.metric) and last.ckpt (for resume)
 BEST_CHECKPOINT = "best.ckpt"
+LAST_CHECKPOINT = "last.ckpt"
 
 
 class Status:
