@@ -194,3 +194,34 @@ def test_a_parent_with_a_reference_hands_over_its_frozen_weights(referenced, pre
     child = train(tmp_path, *backbone(pretrained, "none"), f"init_from.path={referenced['run_dir']}")
     assert "backbone" in child["init_from"]["taken"]
     assert not child["init_from"]["reinitialised"]
+
+
+def test_a_run_resumed_from_a_reference_ends_exactly_as_the_run_left_alone(pretrained, tmp_path, monkeypatch):
+    """Ctrl-C after step 4 of 6 (raised there, as tests/test_resume.py does), then resume=auto."""
+    from recfit.training.module import RecModule
+
+    frozen = backbone(pretrained, "embeddings")
+    alone = train(tmp_path / "alone", *frozen)
+
+    def interrupt_after_step_4(module, outputs, batch, index):
+        if module.global_step == 4:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RecModule, "on_train_batch_end", interrupt_after_step_4, raising=False)
+        with pytest.raises(SystemExit):
+            train(tmp_path / "stopped", *frozen)
+    (run,) = [p.parent for p in (tmp_path / "stopped").glob("runs/*/*/metrics.json")]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4 and REFERENCE_KEY in last and "optimizer_states" in last
+    # resume refuses a run whose process is alive: this test process ran it, so it says it has exited
+    record = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**record, "pid": None}))
+    resumed = train(tmp_path / "stopped", *frozen, "resume=auto")
+    assert resumed["metrics"] == alone["metrics"]
+    weights = [
+        torch.load(Path(r["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+        for r in (alone, resumed)
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

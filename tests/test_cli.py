@@ -119,8 +119,8 @@ def test_train_writes_a_complete_run_folder(earlier_run):
         ".hydra/overrides.yaml",
         "metrics.csv",
         "checkpoints/best.ckpt",
-        "checkpoints/last.ckpt",
         "train.log",
     ):
         assert (run / name).is_file(), name
+    assert not (run / "checkpoints" / "last.ckpt").exists()  # checkpoint.keep=best: no stale resume state
     assert "backbone=tiny_bert" in (run / ".hydra" / "overrides.yaml").read_text()
