@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli import assert_one_line_error, recfit
 
+from helpers.cli import assert_one_line_error, recfit
 from recfit.cli import main
 from recfit.data.sources.image_folder import read_image_folder
 from recfit.errors import DataError

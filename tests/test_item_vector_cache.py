@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock
-from test_cli import assert_one_line_error, recfit
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from helpers.cli import assert_one_line_error, recfit
 from recfit.cli import main
 from recfit.config.schema import Modality, Pooling
 from recfit.data.encode import TextContent

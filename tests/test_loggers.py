@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import REPO, assert_one_line_error, recfit
+
+from helpers.cli import assert_one_line_error, recfit
+from helpers.files import REPO
 
 TINY = [
     "backbone=tiny_bert",

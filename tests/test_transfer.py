@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_cli import assert_one_line_error, recfit
 
-from conftest import REPO, tree_digest
-from recfit.cli import main
+from helpers.cli import assert_one_line_error, recfit
+from helpers.files import REPO, tree_digest
+from helpers.runs import train as run_training
 from recfit.compare.cli import run as compare
 from recfit.config import compose, validate
 from recfit.errors import ConfigError, DataError
@@ -31,12 +31,8 @@ LORA = ["backbone.adapter=lora", "backbone.freeze=none", "backbone.lora.rank=4",
 
 
 def train(output: Path, *overrides: str) -> dict:
-    """`recfit train` in this process into `output`; returns the newest run's metrics.json."""
-    main(["train", *FAST, f"paths.output_dir={output}", *overrides])
-    records = [json.loads(p.read_text()) for p in output.glob("runs/*/*/metrics.json")]
-    record = max(records, key=lambda r: r["started_at"] + r["run_dir"])
-    assert record["status"] == "completed", record["error"]
-    return record
+    """`recfit train` in this process into `output`; returns the new run's metrics.json."""
+    return run_training(output, *FAST, *overrides)
 
 
 def built(*overrides: str):
