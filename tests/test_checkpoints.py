@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import assert_one_line_error, recfit
 
+from helpers.cli import assert_one_line_error, recfit, run_cli
 from recfit.cli import main
 from recfit.training.frozen_reference import REFERENCE_KEY
 
@@ -57,17 +57,6 @@ def checkpoint_names(record: dict) -> list[str]:
 
 def folder_size(record: dict) -> int:
     return sum(p.stat().st_size for p in Path(record["run_dir"]).rglob("*") if p.is_file())
-
-
-def run_cli(capsys, *arguments: str) -> tuple[int, str]:
-    """`recfit <arguments>` in this process: (exit code, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(arguments))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +113,10 @@ def test_keep_decides_what_a_completed_run_keeps(keep, kept, tmp_path, capsys):
         last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
         assert last["global_step"] == STEPS  # the final state, not the step-4 one
     if keep == "last":  # evaluation falls back on the final weights
-        code, _ = run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}")
-        assert code == 0
+        assert run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}").returncode == 0
     if keep == "none":
-        code, err = run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}")
-        assert code != 0 and "recfit: error: run" in err and "has no best checkpoint" in err
+        result = run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}")
+        assert result.returncode != 0 and "has no best checkpoint" in result.stderr
 
 
 def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp_path):
