@@ -51,21 +51,17 @@ def _check_fit(path: Path, module: torch.nn.Module, state: dict[str, Any], skip:
 def refresh_cached_features(built: Any) -> None:
     """Frozen backbone layers' outputs are cached when a model is built: recompute them after its
     backbone weights changed (a fully frozen two-tower's item vectors, a `freeze: N` prefix's states)."""
-    from recfit.data.datamodule import BatchInputs
-
     recommender, datamodule = built.module.recommender, built.datamodule
     prefix = getattr(recommender, "prefix_cache", None)
     vectors = getattr(recommender, "cached_features", torch.empty(0)).numel() > 0
     if not vectors and not (prefix is not None and prefix.ready):
         return
-    inputs = datamodule.inputs
-    datamodule.inputs = BatchInputs.item_content
+    batches = datamodule.item_batches(datamodule.eval_batch_size, content=True)
     if vectors:
         recommender.cached_features = torch.empty(0)
-        recommender.cache_item_features(datamodule.item_batches(datamodule.eval_batch_size))
+        recommender.cache_item_features(batches)
     else:
-        prefix.fill(datamodule.item_batches(datamodule.eval_batch_size))
-    datamodule.inputs = inputs
+        prefix.fill(batches)
 
 
 def changes_backbone(module: torch.nn.Module, state: dict[str, Any]) -> bool:
