@@ -567,3 +567,68 @@ def test_compare_two_real_training_runs(two_real_runs, tmp_path):
     assert significance_of(rows[folders[0].name])["sig"] == "baseline"
     code, _, err = compare(two_real_runs, "--plot-curves", tmp_path / "curves.png")
     assert code == 0, err
+
+
+def test_recfit_eval_folders_are_not_extra_seeds_unless_asked_for(tmp_path):
+    config = {"model": {"name": "mf"}, "seed": 0}
+    for seed, value in ((1, 0.30), (2, 0.32)):
+        write_run(tmp_path / "runs" / f"s{seed}", seed=seed, metrics={NDCG: value}, config=config)
+    evaluation = write_run(tmp_path / "evals" / "e1", seed=1, metrics={NDCG: 0.30}, config=config)
+    record = json.loads((evaluation / "metrics.json").read_text())
+    record.update(kind="eval", evaluated_run=str(tmp_path / "runs" / "s1"))
+    (evaluation / "metrics.json").write_text(json.dumps(record))
+    payload = compare_json(tmp_path, "--group-by", "model.name", "--metric", NDCG)
+    (group,) = payload["rows"]
+    assert group["n"] == 2 and group[f"{NDCG} std"] == pytest.approx(np.std([0.30, 0.32], ddof=1))
+    assert any("1 `recfit eval` folder left out" in note for note in payload["notes"])
+    payload = compare_json(tmp_path, "--group-by", "model.name", "--metric", NDCG, "--include-evals")
+    assert payload["rows"][0]["n"] == 3
+    code, _, err = compare(tmp_path / "evals")
+    assert code == 2 and "add --include-evals" in err
+    assert len(compare_json(tmp_path / "evals", "--include-evals")["rows"]) == 1
+
+
+def test_configs_are_compared_after_resolving_interpolations(tmp_path):
+    saved = {
+        "paths": {"data_dir": "data"},
+        "dataset": {"download_dir": "${paths.data_dir}", "k": "${.n}", "n": 3},
+    }
+    resolved = {"paths": {"data_dir": "data"}, "dataset": {"download_dir": "data", "k": 3, "n": 3}}
+    write_run(tmp_path / "train", metrics={NDCG: 0.3}, config={**saved, "lr": 0.1, "env": "${oc.env:HOME}"})
+    write_run(tmp_path / "eval", metrics={NDCG: 0.3}, config={**resolved, "lr": 0.2, "env": "${oc.env:HOME}"})
+    row = compare_json(tmp_path)["rows"][0]
+    assert [key for key in row if "." in key or key in ("lr", "env")] == ["lr"]  # only what really differs
+    write_run(
+        tmp_path / "other", metrics={NDCG: 0.3}, config={**saved, "paths": {"data_dir": "elsewhere"}}
+    )
+    keys = [key for key in compare_json(tmp_path)["rows"][0] if key.startswith("dataset.")]
+    assert keys == ["dataset.download_dir"]  # elsewhere vs data: a real difference
+
+
+def test_nan_and_inf_metrics_are_named_not_averaged_into_inf(tmp_path):
+    for name, logloss, auc in (("a", 0.5, 0.7), ("b", float("inf"), None), ("c", 0.7, 0.6)):
+        write_run(
+            tmp_path / name,
+            metrics={"val/logloss": 0.5, "test/logloss": logloss, "test/auc": auc},
+            config={"model": {"name": "mf"}},
+            monitor="val/logloss",
+            mode="min",
+            task="ctr",
+        )
+    metrics = ["--metric", "test/logloss,test/auc"]
+    payload = compare_json(tmp_path, "--group-by", "model.name", *metrics)
+    group = payload["rows"][0]
+    assert group["test/logloss"] == pytest.approx(0.6) and group["test/auc"] == pytest.approx(0.65)
+    assert "test/logloss is inf in 1 run (b): left out of means, std and tests" in payload["notes"]
+    assert "test/auc is NaN (undefined) in 1 run (b): left out of means, std and tests" in payload["notes"]
+    code, out, _ = compare(tmp_path, *metrics, "--format", "markdown")
+    assert code == 0 and "| inf |" in out  # the run itself shows its value
+
+
+def test_floats_show_four_significant_digits(tmp_path):
+    write_run(tmp_path / "a", metrics={NDCG: 0.004667123, "test/rmse": 1.23456}, config={"x": 1}, seed=1)
+    write_run(tmp_path / "b", metrics={NDCG: 0.25, "test/rmse": 0.9}, config={"x": 2}, seed=2)
+    code, out, _ = compare(tmp_path, "--metric", f"{NDCG},test/rmse", "--format", "markdown")
+    assert code == 0
+    assert "| 0.004667 | 1.235 |" in out and "| 0.2500 | 0.9000 |" in out
+    assert "| 61.00 |" in out  # duration_s too
