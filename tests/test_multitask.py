@@ -270,10 +270,10 @@ BAD = [
 
 
 @pytest.mark.slow
-def test_bad_multitask_settings_are_one_line_and_leave_earlier_runs_alone(weighted):
+def test_bad_multitask_settings_are_one_line_and_leave_earlier_runs_alone(weighted, capsys):
     outputs = Path(weighted["run_dir"]).parents[2]
     before = tree_digest(outputs)
     for arguments, expected in BAD:
-        result = recfit("train", *MULTI, *arguments, f"paths.output_dir={outputs}")
+        result = run_cli(capsys, "train", *MULTI, *arguments, f"paths.output_dir={outputs}")
         assert_one_line_error(result, expected)
     assert tree_digest(outputs) == before
