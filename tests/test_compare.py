@@ -598,9 +598,7 @@ def test_configs_are_compared_after_resolving_interpolations(tmp_path):
     write_run(tmp_path / "eval", metrics={NDCG: 0.3}, config={**resolved, "lr": 0.2, "env": "${oc.env:HOME}"})
     row = compare_json(tmp_path)["rows"][0]
     assert [key for key in row if "." in key or key in ("lr", "env")] == ["lr"]  # only what really differs
-    write_run(
-        tmp_path / "other", metrics={NDCG: 0.3}, config={**saved, "paths": {"data_dir": "elsewhere"}}
-    )
+    write_run(tmp_path / "other", metrics={NDCG: 0.3}, config={**saved, "paths": {"data_dir": "elsewhere"}})
     keys = [key for key in compare_json(tmp_path)["rows"][0] if key.startswith("dataset.")]
     assert keys == ["dataset.download_dir"]  # elsewhere vs data: a real difference
 
