@@ -512,7 +512,8 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
         "import sys; from recfit.compare.cli import run; "
         "code = run(sys.argv[1:]); heavy = ('torch', 'transformers', 'lightning', 'hydra', 'omegaconf'); "
         "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or "
-        "(m.startswith('recfit.') and not m.startswith('recfit.compare') and m != 'recfit.errors')]; "
+        "(m.startswith('recfit.') and not m.startswith('recfit.compare') "
+        "and m not in ('recfit.errors', 'recfit.run_folder'))]; "
         "print(code, loaded)"
     )
     arguments = [str(outputs), "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]

@@ -16,7 +16,6 @@ import pandas as pd
 
 from recfit.compare import metrics as metric_names
 from recfit.compare import plots
-from recfit.compare.atomic import write_text_atomic
 from recfit.compare.discover import is_evaluation, load_runs
 from recfit.compare.render import FORMATS, SUFFIX_FORMATS, Report, print_rich, render
 from recfit.compare.significance import (
@@ -46,6 +45,7 @@ from recfit.compare.table import (
     sort_rows,
 )
 from recfit.errors import RecfitError
+from recfit.run_folder import write_text_atomic
 
 DESCRIPTION = """\
 Compare finished runs: one row per run folder (any folder holding metrics.json, found at any depth

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from recfit.errors import RecfitError
+from recfit.run_folder import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, parse_record
 
 # The C-accelerated safe loader when PyYAML was built with libyaml (5x faster on 1,000 runs), else
 # the pure-Python one: both build plain dicts, lists and scalars only.
@@ -30,9 +31,6 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader
 
 
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = Path(".hydra") / "config.yaml"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 UNREADABLE = "unreadable"  # the status of a run whose metrics.json cannot be parsed
 EVALUATION_KIND = "eval"  # metrics.json "kind" of a folder written by `recfit eval`
 
@@ -83,7 +81,7 @@ def load_runs(roots: Sequence[Path]) -> list[Run]:
 def load_run(folder: Path) -> Run:
     """Read one run folder's metrics.json, config and overrides, noting (not raising) what is broken."""
     problems: list[str] = []
-    summary = _read(folder / METRICS_FILE, json.loads, dict, problems)
+    summary = _read(folder / METRICS_FILE, parse_record, dict, problems)
     # a training run saves its config with ${...} references, `recfit eval` saves it resolved: compare
     # the values, not their spelling
     config = flatten(resolve_interpolations(_read(folder / CONFIG_FILE, safe_load, dict, problems)))

@@ -30,8 +30,8 @@ import pandas as pd
 
 from recfit.compare.metrics import per_unit_column
 from recfit.errors import RecfitError
+from recfit.run_folder import PER_USER_FILE
 
-PER_USER_FILE = "per_user.parquet"
 ALPHA = 0.05
 RESAMPLES = 10_000
 CONFIDENCE = 0.95

@@ -17,8 +17,9 @@ import pandas as pd
 
 from recfit.compare.discover import Run
 from recfit.errors import RecfitError
+from recfit.run_folder import Status
 
-COMPLETED = "completed"
+COMPLETED = Status.completed
 # Fields of metrics.json that --filter and --group-by accept next to the config keys.
 SUMMARY_KEYS = ("status", "experiment", "task", "monitor", "mode", "seed")
 # Keys that differ between any two runs yet say nothing about how they differ.
