@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.cli import assert_one_line_error, recfit
+from helpers.cli import assert_one_line_error, recfit, run_cli
 from helpers.files import REPO, tree_digest
 from helpers.runs import train as run_training
 from recfit.compare.cli import run as compare
@@ -134,16 +134,16 @@ def test_compare_shows_the_parent(child_of_another_catalogue, parent, capsys):
 
 
 @pytest.mark.slow
-def test_bad_init_from_gives_one_line_and_leaves_the_parent_alone(parent, tmp_path):
+def test_bad_init_from_gives_one_line_and_leaves_the_parent_alone(parent, tmp_path, capsys):
     before = tree_digest(parent)
     tiny = ["backbone=tiny_bert", *FAST, f"paths.output_dir={tmp_path}"]
-    missing = recfit("train", *tiny, f"init_from.path={tmp_path / 'nowhere'}")
+    missing = run_cli(capsys, "train", *tiny, f"init_from.path={tmp_path / 'nowhere'}")
     assert_one_line_error(missing, "init_from.path does not exist")
-    unknown = recfit("train", *tiny, f"init_from.path={parent}", "init_from.parts=[backbone,heed]")
+    unknown = run_cli(capsys, "train", *tiny, f"init_from.path={parent}", "init_from.parts=[backbone,heed]")
     assert_one_line_error(unknown, "init_from.parts[1]: Invalid value 'heed', expected one of [backbone")
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes((parent / "checkpoints" / "best.ckpt").read_bytes()[:1000])
-    truncated = recfit("train", *tiny, f"init_from.path={broken}")
+    truncated = run_cli(capsys, "train", *tiny, f"init_from.path={broken}")
     assert_one_line_error(truncated, f"init_from: cannot load checkpoint {broken}")
     assert tree_digest(parent) == before
     assert not list(tmp_path.glob("runs/*/*/checkpoints/*.ckpt"))

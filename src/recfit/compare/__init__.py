@@ -11,6 +11,5 @@ Modules, one idea each:
     significance  paired t-test, paired bootstrap CI, Holm correction
     render        rich / markdown / csv / latex / json
     plots         matplotlib PNGs
-    atomic        write output files whole or not at all
     cli           `recfit compare` argument parsing; `run(argv) -> exit code`
 """

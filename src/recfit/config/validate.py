@@ -16,8 +16,10 @@ from omegaconf.errors import MissingMandatoryValue
 
 from recfit.config.balance import check_balance
 from recfit.config.domains import check_domains
+from recfit.config.limits import check_limits
 from recfit.config.multitask import check_multitask
 from recfit.config.parent_run import find_parent
+from recfit.config.places import check_places
 from recfit.config.schema import (
     AdapterName,
     LossName,
@@ -26,6 +28,7 @@ from recfit.config.schema import (
     TaskName,
     TextCsvDatasetConfig,
 )
+from recfit.config.targets import check_targets
 from recfit.errors import ConfigError
 
 LOSSES_FOR_TASK: dict[TaskName, tuple[LossName, ...]] = {
@@ -53,7 +56,7 @@ MODALITIES_FOR_MODEL: dict[ModelName, tuple[Modality, ...]] = {
 
 RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 REGRESSION_METRICS = ("rmse", "mae")
-BINARY_METRICS = ("auc", "gauc", "logloss", "accuracy", "f1")
+BINARY_METRICS = ("auc", "gauc", "gauc_rows", "logloss", "accuracy", "f1")
 CLASSIFICATION_METRICS = ("accuracy", "f1")
 
 FREEZE_WORDS = ("none", "all", "embeddings")
@@ -75,7 +78,10 @@ def metric_names(task: TaskName, loss: LossName, topk: list[int]) -> list[str]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) if the config cannot make a sensible run."""
+    check_targets(cfg)  # first: it resolves every interpolation, and refuses code recfit does not allow
     _check_required(cfg)
+    check_places(cfg)
+    check_limits(cfg)
     task, loss, model = cfg.task.name, cfg.loss.name, cfg.model.name
     modality = cfg.backbone.modality
 

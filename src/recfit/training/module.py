@@ -11,6 +11,7 @@ from torch import nn
 
 from recfit.config.schema import LossName, TaskName
 from recfit.config.validate import RANKING_METRICS
+from recfit.data.datamodule import Catalogue
 from recfit.errors import TrainingDivergedError
 from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
@@ -45,6 +46,7 @@ class RecModule(pl.LightningModule):
         scheduler: DictConfig,
         num_items: int,
         num_classes: int = 0,
+        catalogue: Catalogue | None = None,
         catalogue_batch_size: int = 256,
         item_log_frequency: torch.Tensor | None = None,
         train_batches: int = 1,
@@ -62,6 +64,7 @@ class RecModule(pl.LightningModule):
         self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         self.num_items = num_items
+        self.item_source = catalogue  # ranking: the catalogue to score, and the items each split ranks
         self.catalogue_batch_size = catalogue_batch_size
         self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
@@ -167,11 +170,10 @@ class RecModule(pl.LightningModule):
 
     def _prepare_catalogue(self, stage: str) -> None:
         if self.task_name == TaskName.ranking:
-            datamodule = self.trainer.datamodule
             self.catalogue = self.recommender.catalogue_vectors(
-                datamodule.item_batches(self.catalogue_batch_size)
+                self.item_source.item_batches(self.catalogue_batch_size)
             )
-            ranked = datamodule.ranked_items(stage)
+            ranked = self.item_source.ranked_items(stage)
             self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
     def on_validation_epoch_start(self) -> None:
@@ -280,7 +282,7 @@ class RecModule(pl.LightningModule):
         else:
             values = self.metrics[stage].compute()
         if self.group_auc is not None:
-            values["gauc"] = self.group_auc[stage].compute()
+            values.update(self.group_auc[stage].compute_all())  # gauc (RecBole) and gauc_rows
             self.group_auc[stage].reset()
         if self.domain_metrics is not None:
             values.update(self.domain_metrics.compute(stage))
