@@ -63,7 +63,7 @@ def test_a_target_anywhere_in_the_config_is_refused(tmp_path, override, where):
 @pytest.mark.parametrize(
     "name",
     [
-        "recfit.training.run_folder.shutil.copyfile",  # recfit's prefix, shutil's function
+        "recfit.run_folder.os.system",  # recfit's prefix, os's function
         "torch.optim.os.system",
         "os.system",
         "torch.optim",  # a module, not one of the callables

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recfit.compare.atomic import atomic_path
+from recfit.run_folder import CURVES_FILE, atomic_path
 
 FIGURE_INCHES = (8.0, 5.0)
 DPI = 100
@@ -69,7 +69,7 @@ def read_curve(run_folder: str, metric: str) -> pd.Series | None:
 
     Lightning's CSV log is sparse: each row holds only what was logged at that step.
     """
-    path = Path(run_folder) / "metrics.csv"
+    path = Path(run_folder) / CURVES_FILE
     if not path.is_file():
         return None
     log = pd.read_csv(path)

@@ -56,7 +56,7 @@ MODALITIES_FOR_MODEL: dict[ModelName, tuple[Modality, ...]] = {
 
 RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 REGRESSION_METRICS = ("rmse", "mae")
-BINARY_METRICS = ("auc", "gauc", "logloss", "accuracy", "f1")
+BINARY_METRICS = ("auc", "gauc", "gauc_rows", "logloss", "accuracy", "f1")
 CLASSIFICATION_METRICS = ("accuracy", "f1")
 
 FREEZE_WORDS = ("none", "all", "embeddings")

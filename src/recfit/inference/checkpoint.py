@@ -8,7 +8,6 @@ do not name users or items by ID are loaded (see `recfit.inference.transfer`).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from recfit import run_folder
 from recfit.errors import ConfigError, RecfitError
-from recfit.training.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE
+from recfit.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, Status, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,9 @@ class LoadedRun:
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """metrics.json of a completed run that has a best checkpoint, or one line saying why not."""
-    if not run_dir.is_dir():
-        raise RecfitError(f"no such run folder: {run_dir}")
-    path = run_dir / METRICS_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecfitError(f"{run_dir} is not a run folder (no {METRICS_FILE})") from None
-    except (OSError, ValueError) as error:
-        raise RecfitError(f"cannot read {path}: {error}") from None
+    record = run_folder.read_record(run_dir)
     status = record.get("status")
-    if status != "completed":
+    if status != Status.completed:
         error = f": {record['error']}" if record.get("error") else ""
         raise RecfitError(f"run {run_dir} did not complete (status {status}{error}); nothing to load")
     return record
@@ -79,7 +71,7 @@ def best_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
     path = run_dir / CHECKPOINT_DIR / (Path(recorded).name if recorded else BEST_CHECKPOINT)
     if path.is_file():
         return path
-    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    last = last_checkpoint(run_dir)
     if last.is_file():
         log.info("%s has no %s (checkpoint.keep=last): loading the final weights", run_dir, path.name)
         return last

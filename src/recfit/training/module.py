@@ -291,7 +291,7 @@ class RecModule(pl.LightningModule):
         else:
             values = self.metrics[stage].compute()
         if self.group_auc is not None:
-            values["gauc"] = self.group_auc[stage].compute()
+            values.update(self.group_auc[stage].compute_all())  # gauc (RecBole) and gauc_rows
             self.group_auc[stage].reset()
         if self.domain_metrics is not None:
             values.update(self.domain_metrics.compute(stage))

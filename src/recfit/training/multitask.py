@@ -123,6 +123,7 @@ class MultiTaskObjective(nn.Module):
             values.update({f"{task.value}/{k}": v for k, v in collection.compute().items()})
             collection.reset()
             if task == TaskName.ctr:
-                values[f"{task.value}/gauc"] = self.group_auc[stage].compute()
+                grouped = self.group_auc[stage].compute_all()  # gauc (RecBole) and gauc_rows
+                values.update({f"{task.value}/{name}": value for name, value in grouped.items()})
                 self.group_auc[stage].reset()
         return values

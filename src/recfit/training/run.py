@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
 from recfit.config.multitask import LOSS_OF_TASK, fixed_weights, monitor_key, task_list
+from recfit.config.record import run_identity
 from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
 from recfit.data.configured import data_source, loading
 from recfit.data.datamodule import FULL_RANKING, BatchInputs, BatchPlan, RecDataModule, parse_candidates
@@ -32,6 +33,20 @@ from recfit.models.backbone import Backbone, load_backbone
 from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layers
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
+from recfit.run_folder import (
+    CURVES_FILE,
+    METRICS_FILE,
+    PER_USER_FILE,
+    RUN_INFO_FILE,
+    RunResult,
+    Status,
+    clean_metrics,
+    describe,
+    new_record,
+    now_iso,
+    replace_atomic,
+    write_json_atomic,
+)
 from recfit.training import checkpoint_policy, console, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
@@ -43,18 +58,6 @@ from recfit.training.module import RecModule
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import RNGStateCallback
-from recfit.training.run_folder import (
-    METRICS_FILE,
-    PER_USER_FILE,
-    RunResult,
-    Status,
-    clean_metrics,
-    describe,
-    new_record,
-    now_iso,
-    replace_atomic,
-    write_json_atomic,
-)
 from recfit.training.targets import multitask_targets, targets_for
 from recfit.training.throughput import TrainThroughput
 
@@ -254,7 +257,6 @@ def build(cfg: DictConfig) -> Built:
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
 
 
-CURVES_FILE = "metrics.csv"
 RUN_INFO_FROM_RECORD = ("data", "data_sha256", "skipped_rows", "init_from")  # copied into run_info.json
 
 
@@ -368,7 +370,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
 def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     """Run one training job into `run_dir`; metrics.json and run_info.json say how it ended, always."""
     started = time.time()
-    record = new_record(cfg, run_dir)
+    record = new_record(run_dir, run_identity(cfg))
     info = run_info.collect(cfg)
     path = run_dir / METRICS_FILE
     # DDP ranks 1..N-1 started as whole commands (ddp, torchrun, SLURM) train alongside but write nothing
@@ -401,6 +403,6 @@ def _write_outcome(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) 
     write_json_atomic(run_dir / METRICS_FILE, record)
     outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
     write_json_atomic(
-        run_dir / run_info.RUN_INFO_FILE,
+        run_dir / RUN_INFO_FILE,
         {**info, **{key: record.get(key) for key in RUN_INFO_FROM_RECORD}, **outcome},
     )
