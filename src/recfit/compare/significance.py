@@ -197,6 +197,8 @@ def compare_to_baseline(
     reader = _UnitReader()
     results: dict[tuple[str, str], _Result] = {}
     unreadable: set[str] = set()
+    # why a comparison was not made -> row -> metrics: one note per reason, not per cell
+    failures: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for metric in tested:
         for label in others:
             try:
@@ -205,21 +207,30 @@ def compare_to_baseline(
                 )
             except _Unreadable as error:
                 unreadable.add(label if error.side == "row" else baseline)
-                notes.append(f"{label}: not compared on {metric}: {error}")
+                failures[str(error)][label].append(metric)
             except RecfitError as error:
-                notes.append(f"{label}: not compared on {metric}: {error}")
-    notes = list(dict.fromkeys(notes))
+                failures[str(error)][label].append(metric)
+    for reason, rows in failures.items():
+        metric_sets = {tuple(metrics) for metrics in rows.values()}
+        on = ", ".join(metric_sets.pop()) if len(metric_sets) == 1 else "some metrics"
+        notes.append(f"{_some(list(rows))}: not compared on {on}: {reason}")
     table = _table(results, others, baseline, tested, unreadable)
     few = {label: len(arms[label].folders) for label in [baseline, *others]}
     few = {label: count for label, count in few.items() if count < MIN_SEEDS}
     if few and test != "users":
-        shown = ", ".join(f"{label} ({count})" for label, count in few.items())
+        shown = _some([f"{label} ({count})" for label, count in few.items()])
         notes.insert(
             0,
             f"warning: fewer than {MIN_SEEDS} seeds in {shown}: seed variance is barely estimated, so "
             "p and CI are wide or blank; train more seeds and compare them with --group-by",
         )
     return Significance(table=table, metrics=tested, test=test, paired_on=paired_on, warnings=notes)
+
+
+def _some(labels: list[str], shown: int = 3) -> str:
+    """The first `shown` labels, then how many more: a note stays one readable line."""
+    more = len(labels) - shown
+    return ", ".join(labels[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _table(
@@ -325,7 +336,10 @@ def seed_test(row: Arm, base: Arm, metric: str) -> _Result:
         side = "row" if x.empty else "baseline"
         raise RecfitError(f"no finite value in the {side}'s runs")
     if len(x) + len(y) < 3:
-        raise RecfitError("one run on each side: no seed variance to test against")
+        raise RecfitError(
+            "one run on each side: no seed variance to test against (group seeds with --group-by; "
+            "--test users compares these two trained models)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no variance at all: p is NaN
         if _same_seeds(x, y):
