@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -622,6 +623,10 @@ def test_nan_and_inf_metrics_are_named_not_averaged_into_inf(tmp_path):
     assert "test/auc is NaN (undefined) in 1 run (b): left out of means, std and tests" in payload["notes"]
     code, out, _ = compare(tmp_path, *metrics, "--format", "markdown")
     assert code == 0 and "| inf |" in out  # the run itself shows its value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about an endless bar
+        code, _, err = compare(tmp_path, *metrics, "--plot", tmp_path / "bars.png")  # inf: no bar drawn
+    assert code == 0 and (tmp_path / "bars.png").is_file(), err
 
 
 def test_floats_show_four_significant_digits(tmp_path):
