@@ -20,10 +20,10 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
-from recfit.config.multitask import LOSS_OF_TASK, fixed_weights, monitor_key, task_list
-from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
+from recfit.config.multitask import fixed_weights, monitor_key
+from recfit.config.schema import Modality, ModelName, SplitMethod
 from recfit.data.configured import read_dataset
-from recfit.data.datamodule import FULL_RANKING, BatchInputs, RecDataModule, parse_candidates
+from recfit.data.datamodule import BatchInputs, RecDataModule
 from recfit.data.domain_mix import training_mix
 from recfit.data.domain_split import domain_of_rows, split_per_domain
 from recfit.data.encode import ImageContent, TextContent
@@ -33,10 +33,12 @@ from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
 from recfit.models.backbone import load_backbone
+from recfit.models.declarations import declaration
 from recfit.models.frozen_prefix import attach_prefix_cache
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.models.two_tower import TwoTower
+from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import console, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
@@ -61,19 +63,10 @@ from recfit.training.run_folder import (
     replace_atomic,
     write_json_atomic,
 )
-from recfit.training.targets import multitask_targets, targets_for
+from recfit.training.targets import targets_of
 from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
-
-INPUTS_FOR_MODEL = {
-    ModelName.mf: BatchInputs.ids,
-    ModelName.two_tower: BatchInputs.item_content,
-    ModelName.cross_encoder: BatchInputs.pair_text,
-    ModelName.popularity: BatchInputs.ids,
-    ModelName.lr: BatchInputs.ids,
-}
-
 
 def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, TextContent | None]:
     """Item content (text or images, encoded once) and, for cross-encoders, user text."""
@@ -97,27 +90,6 @@ def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, Te
     return items, users
 
 
-def _num_outputs(cfg: DictConfig, data: RecData) -> int:
-    if cfg.task.name == TaskName.text_classification and cfg.loss.name == LossName.cross_entropy:
-        classes = len(data.label_names or [])
-        if classes < 2:
-            raise DataError(
-                f"text classification needs at least 2 distinct labels; '{data.name}' has {classes}"
-            )
-        return classes
-    return 1
-
-
-def _output_offset(task: TaskName, loss: LossName, train_targets: np.ndarray) -> float:
-    """Where predictions start: the mean target (regression) or the base rate's logit (ctr)."""
-    if task == TaskName.rating or (task == TaskName.text_classification and loss == LossName.mse):
-        return float(train_targets.mean())
-    if task == TaskName.ctr:
-        rate = float(np.clip(train_targets.mean(), 1e-4, 1 - 1e-4))
-        return math.log(rate / (1 - rate))
-    return 0.0
-
-
 def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
     """log of each item's share of training interactions (unseen items count as seen once)."""
     counts = np.bincount(train[ITEM].to_numpy(), minlength=num_items).clip(min=1)
@@ -134,21 +106,6 @@ class Built:
     protocol: str
     lineage: dict[str, Any] | None = None  # init_from: the parent run and the parts taken from it
     item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
-
-
-def _candidates_protocol(cfg: DictConfig, num_items: int, domains: list[str] | None = None) -> str:
-    if cfg.task.name != TaskName.ranking:
-        return "pointwise metrics on the held-out interactions"
-    within = "" if domains is None else " of the user's own domain"
-    if cfg.split.method == SplitMethod.cold_item:
-        return f"held-out cold items{within} ranked among themselves"
-    if cfg.task.candidates == FULL_RANKING:
-        if domains is not None:
-            return "full ranking over the items of the user's own domain, seen items masked"
-        return f"full ranking over all {num_items:,} items, seen items masked"
-    kind, count = parse_candidates(cfg.task.candidates)
-    how = "uniformly" if kind == "uni" else "by popularity"
-    return f"ranking among {count} negatives sampled {how} per user (not comparable with full ranking)"
 
 
 def split_data(cfg: DictConfig, data: RecData) -> Splits:
@@ -176,35 +133,29 @@ def build(cfg: DictConfig) -> Built:
     log.info("%s (%s)", data.summary(), filtered)
     split = cfg.split
     splits = split_data(cfg, data)
-    protocol = (
-        f"{filtered}; {splits.protocol}; {_candidates_protocol(cfg, data.num_items, data.domain_names)}"
-    )
+    primary = make_task(cfg.task.name, cfg.task, cfg.loss.name)  # chooses the model (multi-task: `task`)
+    protocol = f"{filtered}; {splits.protocol}; {primary.protocol(cfg, data.num_items, data.domain_names)}"
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
-    task, loss = cfg.task.name, cfg.loss.name
-    tasks = task_list(cfg)  # multi-task: [rows, tasks] targets and outputs, in this order
-    targets = {
-        name: multitask_targets(getattr(splits, name), tasks, cfg.task.rating_threshold)
-        if tasks
-        else targets_for(getattr(splits, name), task, loss, cfg.task.rating_threshold)
-        for name in ("train", "val", "test")
-    }
+    tasks = tasks_of_run(cfg)  # several: [rows, tasks] targets and outputs, in this order
+    targets = {name: targets_of(getattr(splits, name), tasks) for name in ("train", "val", "test")}
     item_content, user_content = _content(cfg, data, load_preprocessor(cfg.backbone))
-    num_outputs = _num_outputs(cfg, data)
+    num_outputs = primary.num_outputs(data)
     recommender = instantiate(
         cfg.model,
         backbone=load_backbone(cfg.backbone),
         num_users=data.num_users,
         num_items=data.num_items,
         num_outputs=num_outputs,
-        normalize=task == TaskName.ranking and loss == LossName.cross_entropy,
-        biases=task in (TaskName.rating, TaskName.ctr),
+        **primary.recommender_options(),
         user_features=data.user_features,
         item_features=data.item_features,
-        num_tasks=len(tasks) or 1,
+        num_tasks=len(tasks),
     )
-    offsets = [_output_offset(t, LOSS_OF_TASK[t], targets["train"][:, i]) for i, t in enumerate(tasks)]
-    recommender.set_output_offset(offsets or _output_offset(task, loss, targets["train"]))
-    lineage = take_parent_weights(cfg.init_from, recommender, task.value) if cfg.init_from.path else None
+    if len(tasks) == 1:
+        recommender.set_output_offset(primary.output_offset(targets["train"]))
+    else:
+        recommender.set_output_offset([t.output_offset(targets["train"][:, i]) for i, t in enumerate(tasks)])
+    lineage = take_parent_weights(cfg.init_from, recommender, primary.name) if cfg.init_from.path else None
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
@@ -212,14 +163,14 @@ def build(cfg: DictConfig) -> Built:
         splits,
         targets,
         num_items=data.num_items,
-        inputs=INPUTS_FOR_MODEL[cfg.model.name],
-        ranking=task == TaskName.ranking,
+        inputs=BatchInputs(declaration(cfg.model.name).inputs),
+        ranking=primary.ranks_catalogue,
         item_content=item_content,
         user_content=user_content,
         batch_size=cfg.dataset.batch_size,
         eval_batch_size=cfg.dataset.eval_batch_size,
         num_workers=cfg.dataset.num_workers,
-        negatives=loss == LossName.bpr,
+        negatives=primary.needs_negatives,
         candidates=cfg.task.candidates,
         seed=cfg.seed,
         candidate_seed=cfg.dataset.split_seed,
@@ -257,8 +208,8 @@ def build(cfg: DictConfig) -> Built:
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
         domains=DomainLayout.of(data),
-        multitask=MultiTaskObjective(tasks, cfg.task_weighting, fixed_weights(cfg), cfg.loss.temperature)
-        if tasks
+        multitask=MultiTaskObjective([t.name for t in tasks], cfg.task_weighting, fixed_weights(cfg))
+        if len(tasks) > 1
         else None,
     )
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
