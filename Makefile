@@ -1,4 +1,4 @@
-# Two entry points: `make run` (quickstart) and `make test`. Both create .venv on first use.
+# Entry points: `make run` (quickstart), `make test` (what CI runs), `make test-fast`. All create .venv on first use.
 PYTHON ?= python3
 # The tested torch. Here it resolves to the CPU wheel on disk; elsewhere to your platform's
 # standard build. Override it: `make test TORCH="torch==2.13.0 --index-url https://..."`.
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # No hub look-ups: models resolve offline-first (local folder, HF cache, packaged copies).
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: run test lint clean-venv
+.PHONY: run test test-fast lint clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(OFFLINE) $(BIN)/python -m pytest
+
+# The quick loop while developing: everything not marked slow.
+test-fast: $(VENV)/.installed-dev
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,5 +1,9 @@
 """Forty-odd bad inputs, each as a user would hit it: a non-zero exit, one `recfit: error:` line, no
-traceback, and the earlier run folder byte for byte as it was."""
+traceback, and the earlier run folder byte for byte as it was.
+
+They run `recfit` in this process (`run_cli`): the same `main()` a shell reaches, without paying the
+imports once per case. tests/test_cli.py keeps a few of them as real subprocesses, which prove the
+command-line path itself (argv, exit code, stderr)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_line_error, recfit
 
-from conftest import tree_digest
+from helpers.cli import assert_one_line_error, run_cli
+from helpers.files import tree_digest
+from helpers.runs import train
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
 ML_MF = ["experiment=ml100k_rating", "backbone=none", "model=mf", *QUIET]
@@ -20,8 +25,7 @@ ML_MF = ["experiment=ml100k_rating", "backbone=none", "model=mf", *QUIET]
 def outputs(tmp_path_factory) -> Path:
     """One finished run; every case below writes next to it and must leave it untouched."""
     folder = tmp_path_factory.mktemp("outputs")
-    result = recfit("train", "backbone=none", "model=mf", *QUIET, f"paths.output_dir={folder}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    train(folder, "backbone=none", "model=mf", *QUIET)
     return folder
 
 
@@ -101,9 +105,9 @@ CONFIG_CASES = [
 @pytest.mark.parametrize(
     ("arguments", "expected"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
 )
-def test_bad_config(outputs, arguments, expected):
+def test_bad_config(capsys, outputs, arguments, expected):
     before = tree_digest(outputs)
-    result = recfit("train", *arguments, f"paths.output_dir={outputs}")
+    result = run_cli(capsys, "train", *arguments, f"paths.output_dir={outputs}")
     assert_one_line_error(result, expected)
     assert tree_digest(outputs) == before
 
@@ -122,26 +126,26 @@ DATA_CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("edit", "expected"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
-def test_bad_movielens_files(outputs, tmp_path, ml100k_dir, edit, expected):
+def test_bad_movielens_files(capsys, outputs, tmp_path, ml100k_dir, edit, expected):
     before = tree_digest(outputs / "runs" / "quickstart")
     folder = ml100k_copy(tmp_path, ml100k_dir, edit)
-    result = recfit("train", *ML_MF, f"dataset.path={folder}", f"paths.output_dir={outputs}")
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={folder}", f"paths.output_dir={outputs}")
     assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs" / "quickstart") == before
 
 
 @pytest.mark.slow
-def test_empty_after_filtering(outputs, ml100k_dir):
-    result = recfit("train", *ML_MF, f"dataset.path={ml100k_dir}", "dataset.filter.rating_threshold=6",
-                    f"paths.output_dir={outputs}")  # fmt: skip
+def test_empty_after_filtering(capsys, outputs, ml100k_dir):
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={ml100k_dir}",
+                     "dataset.filter.rating_threshold=6", f"paths.output_dir={outputs}")  # fmt: skip
     assert_one_line_error(result, "rating")
 
 
 @pytest.mark.slow
-def test_bad_rows_can_be_skipped_and_are_counted(tmp_path, ml100k_dir):
+def test_bad_rows_can_be_skipped_and_are_counted(capsys, tmp_path, ml100k_dir):
     edits = "1\t2\tfive\t881250949\n1\t99999\t4\t881250949\n196\t242\t3\t881250949\n"
     folder = ml100k_copy(tmp_path, ml100k_dir, append("u.data", edits))
-    result = recfit("train", *ML_MF, f"dataset.path={folder}", "dataset.on_bad_rows=skip",
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={folder}", "dataset.on_bad_rows=skip",
                     "trainer.limit_train_batches=2", f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     import json
@@ -166,19 +170,19 @@ CSV_CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("content", "expected"), [c[1:] for c in CSV_CASES], ids=[c[0] for c in CSV_CASES])
-def test_bad_csv_files(outputs, tmp_path, content, expected):
+def test_bad_csv_files(capsys, outputs, tmp_path, content, expected):
     before = tree_digest(outputs / "runs" / "quickstart")
-    result = recfit("train", "experiment=text_csv_bert", "backbone=tiny_bert", *QUIET,
+    result = run_cli(capsys, "train", "experiment=text_csv_bert", "backbone=tiny_bert", *QUIET,
                     f"dataset.path={csv(tmp_path, content)}", f"paths.output_dir={outputs}")  # fmt: skip
     assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs" / "quickstart") == before
 
 
 @pytest.mark.slow
-def test_bad_checkpoints(outputs, tmp_path):
+def test_bad_checkpoints(capsys, outputs, tmp_path):
     (finished,) = list((outputs / "runs" / "quickstart").iterdir())
     before = tree_digest(outputs / "runs" / "quickstart")
-    completed = recfit("train", f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}")
+    completed = run_cli(capsys, "train", f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}")
     assert_one_line_error(completed, "has completed; a finished run is never resumed")
 
     # an unfinished run whose checkpoint is corrupt, and one whose checkpoint is from another model
@@ -191,11 +195,7 @@ def test_bad_checkpoints(outputs, tmp_path):
         (run / "metrics.json").write_text('{"status": "interrupted"}')
         make(run / "checkpoints" / "last.ckpt")
         extra = ["model.embedding_dim=8"] if name == "foreign" else []
-        result = recfit("train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *extra)
+        result = run_cli(capsys, "train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *extra)
         expected = "cannot load checkpoint" if name == "corrupt" else "does not fit this model"
         assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs" / "quickstart") == before
-
-
-def test_more_than_forty_cases():
-    assert len(CONFIG_CASES) + len(DATA_CASES) + len(CSV_CASES) + 1 + 3 >= 45

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, tree_digest, write_reviews_csv
+from helpers.cli import assert_one_line_error, recfit
+from helpers.files import tree_digest, write_reviews_csv
 
 TINY = ["backbone=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
-
-
-def recfit(*arguments: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "recfit", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("recfit: error:")]
-    assert len(errors) == 1, result.stderr
-    assert expected in errors[0], errors[0]
 
 
 def test_usage_and_help_answer():

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from recfit.compare.cli import run
+from helpers.compare import compare, compare_json
 from recfit.compare.plots import use_log_axis
 from recfit.compare.significance import bootstrap_mean_cis, holm_adjust
 
@@ -143,24 +143,6 @@ def outputs(tmp_path_factory) -> Path:
         )
     write_run(runs / "2026-01-02_10-00-00_000003", seed=5, metrics={"val/ndcg@10": 0.1, "test/ndcg@10": 0.1})
     return root
-
-
-def compare(*arguments: str | Path) -> tuple[int, str, str]:
-    """`recfit compare` in this process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = run([str(argument) for argument in arguments])
-    finally:
-        sys.stdout, sys.stderr = saved
-    return code, out.getvalue(), err.getvalue()
-
-
-def compare_json(*arguments: str | Path) -> dict:
-    code, out, err = compare(*arguments, "--format", "json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def rows_by_label(payload: dict, label: str = "run") -> dict[str, dict]:

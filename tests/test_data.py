@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_reviews_csv
+from helpers.files import write_reviews_csv
 from recfit.data.download import download_zip
 from recfit.data.sources.movielens import read_movielens_100k
 from recfit.data.sources.synthetic import TOPICS, make_synthetic

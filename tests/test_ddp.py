@@ -4,12 +4,12 @@ and a DDP sweep writes one run folder per job."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_cli import assert_one_line_error, recfit
 
+from helpers.cli import assert_one_line_error, recfit
+from helpers.runs import evaluate
 from recfit.cli import main
 from recfit.config import compose, validate
 from recfit.data.eval_shards import ContiguousShardSampler
@@ -63,36 +63,6 @@ def test_ddp_leaves_the_frozen_caches_alone():
         ignored = module._ddp_params_and_buffers_to_ignore
         assert cache in ignored and module.get_buffer(cache).numel() > 0
         assert not any(name in ignored for name, _ in module.named_parameters())
-
-
-def evaluate(
-    overrides: list[str], checkpoint: str, folder: Path, **trainer: object
-) -> tuple[dict, pd.DataFrame]:
-    """Validation and test metrics of `checkpoint` and the per-user table, from a Trainer set by `trainer`."""
-    import lightning.pytorch as pl
-
-    from recfit.training.per_user import PerUserWriter
-    from recfit.training.run import build
-
-    cfg = compose(overrides)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    built = build(cfg)
-    folder.mkdir(parents=True)
-    runner = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        deterministic=True,
-        callbacks=[PerUserWriter(folder / "per_user.parquet")],
-        **trainer,
-    )
-    metrics: dict = {}
-    for stage in (runner.validate, runner.test):
-        results = stage(built.module, datamodule=built.datamodule, ckpt_path=checkpoint, weights_only=True)
-        for result in results:  # with ddp_spawn: rank 0's results, handed back to this process
-            metrics.update({name: float(value) for name, value in result.items()})
-    return metrics, pd.read_parquet(folder / "per_user.parquet")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.cli import run_cli
+from helpers.files import REPO
 from recfit.config import compose, validate
 from recfit.config.parent_run import BEST_CHECKPOINT
 from recfit.config.reference import render_reference
@@ -119,10 +120,12 @@ def test_the_docs_have_examples():
 @pytest.mark.parametrize(
     ("command", "error"), [c[1:] for c in COMMANDS], ids=[f"{p}:{c[:60]}" for p, c, _ in COMMANDS]
 )
-def test_example_command_composes_and_validates(command, error, tmp_path):
+def test_example_command_composes_and_validates(command, error, tmp_path, capsys):
     words = shlex.split(command)[2:]
     if any(word in ("--help", "-h", "--hydra-help") for word in words):
-        return  # a help text, no run
+        help_text = run_cli(capsys, *shlex.split(command)[1:])  # a help text: it must answer, exit 0
+        assert help_text.returncode == 0 and "backbone" in help_text.stdout, help_text.stderr
+        return
     multirun = any(word in MULTIRUN for word in words)
     words = [
         w for i, w in enumerate(words) if not w.startswith("-") and words[i - 1] != "--cfg" and w != "..."
@@ -132,10 +135,12 @@ def test_example_command_composes_and_validates(command, error, tmp_path):
         with pytest.raises(ConfigError) as raised:
             validate(compose(overrides))
         assert str(raised.value) == error
-    elif not multirun:
+    elif multirun and not is_search_sweep(overrides):
+        assert validate_sweep(overrides) >= 1  # every job of the grid
+    else:
+        # a single run, or a search sweep, whose trials differ only in the searched keys: the base must
+        # compose and validate
         validate(compose(overrides))
-    elif not is_search_sweep(overrides):
-        assert validate_sweep(overrides) >= 1
 
 
 def test_relative_links_point_at_files():

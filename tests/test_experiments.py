@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_reviews_csv
+from helpers.files import REPO, write_reviews_csv
+from helpers.runs import run_records
 from recfit.cli import main
 
 QUIET = ["trainer.enable_progress_bar=false"]
 
 
 def only_record(outputs: Path) -> dict:
-    (record,) = [json.loads(p.read_text()) for p in outputs.glob("runs/*/*/metrics.json")]
+    (record,) = run_records(outputs)
     assert record["status"] == "completed", record["error"]
     return record
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli import assert_one_line_error, recfit
 
+from helpers.cli import assert_one_line_error, run_cli
 from recfit.cli import main
 from recfit.data.sources.image_folder import read_image_folder
 from recfit.errors import DataError
@@ -107,9 +107,9 @@ def test_unusable_images_can_be_skipped_and_are_counted(shop):
 
 
 @pytest.mark.slow
-def test_cli_reports_a_corrupt_image_in_one_line(shop, tmp_path):
+def test_cli_reports_a_corrupt_image_in_one_line(shop, tmp_path, capsys):
     corrupt(shop)
-    result = recfit("train", "dataset=image_folder", f"dataset.path={shop}", "backbone=tiny_resnet",
+    result = run_cli(capsys, "train", "dataset=image_folder", f"dataset.path={shop}", "backbone=tiny_resnet",
                     "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
     assert_one_line_error(result, "cannot read image of item 'sku-003'")
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import recfit
-from conftest import tree_digest
+from helpers.cli import assert_one_line_error, run_cli
+from helpers.files import tree_digest
 from recfit.api import TrainResult
-from recfit.cli import main
 from recfit.errors import RecfitError
 
 pytestmark = pytest.mark.slow
@@ -51,26 +51,6 @@ def trained(outputs) -> TrainResult:
 @pytest.fixture(scope="module")
 def loaded(trained):
     return recfit.load_run(trained.run_dir)
-
-
-def run_cli(capsys, *arguments: str) -> tuple[int, str, str]:
-    """`recfit <arguments>` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(arguments))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, expected: str) -> None:
-    assert code != 0
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("recfit: error:")]
-    assert len(errors) == 1, err
-    assert expected in errors[0], errors[0]
 
 
 def eval_folders(outputs: Path) -> set[Path]:
@@ -296,8 +276,8 @@ def test_mf_recommends_and_explains_but_cannot_transfer(mf_run, capsys):
             sum(c["value"] for c in item["explanation"]["contributions"]) + item["explanation"]["remainder"]
         )
         assert total == pytest.approx(item["score"], abs=1e-5)
-    code, _, err = run_cli(capsys, "eval", str(mf_run), *OTHER_CATALOGUE)
-    assert_one_line_error(code, err, "a mf model knows users and items by ID only")
+    result = run_cli(capsys, "eval", str(mf_run), *OTHER_CATALOGUE)
+    assert_one_line_error(result, "a mf model knows users and items by ID only")
 
 
 @pytest.fixture(scope="module")
@@ -330,8 +310,8 @@ def test_cross_encoder_token_attributions(cross_encoder_run, capsys):
             item["score"], abs=1e-5
         )
         assert abs(explanation["gap"]) <= 0.05 * abs(item["score"] - explanation["baseline_score"]) + 1e-3
-    code, _, err = run_cli(capsys, "embed", str(cross_encoder_run), "--items")
-    assert_one_line_error(code, err, "a cross_encoder model has no item vectors")
+    result = run_cli(capsys, "embed", str(cross_encoder_run), "--items")
+    assert_one_line_error(result, "a cross_encoder model has no item vectors")
 
 
 @pytest.fixture(scope="module")
@@ -381,8 +361,8 @@ def test_bad_inputs_give_one_line_and_leave_runs_untouched(trained, outputs, tmp
     ]
     evals = eval_folders(outputs)
     for arguments, expected in cases:
-        code, _, err = run_cli(capsys, *arguments)
-        assert_one_line_error(code, err, expected)
+        result = run_cli(capsys, *arguments)
+        assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs") == before
     assert eval_folders(outputs) == evals  # no evaluation folder for a refused evaluation
 

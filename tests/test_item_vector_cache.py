@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock
-from test_cli import assert_one_line_error, recfit
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from helpers.cli import assert_one_line_error, run_cli
 from recfit.cli import main
 from recfit.config.schema import Modality, Pooling
 from recfit.data.encode import TextContent
@@ -208,6 +208,6 @@ def test_a_random_init_from_another_seed_gets_its_own_vectors(runs):
     assert len(list(cache_dir.glob("*.safetensors"))) == 2
 
 
-def test_cache_switch_must_be_a_boolean():
-    result = recfit("train", "backbone.cache_vectors=perhaps")
+def test_cache_switch_must_be_a_boolean(capsys):
+    result = run_cli(capsys, "train", "backbone.cache_vectors=perhaps")
     assert_one_line_error(result, "backbone.cache_vectors")

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from test_cli import REPO, assert_one_line_error, recfit
+
+from helpers.cli import assert_one_line_error, run_cli
+from helpers.files import REPO
+from helpers.runs import train as run_training
 
 TINY = [
     "backbone=tiny_bert",
@@ -194,9 +198,19 @@ BAD_LOGGERS = [
 ]
 
 
+@pytest.mark.slow
+def test_metrics_csv_is_written_whatever_the_loggers(tmp_path):
+    """compare's curves read metrics.csv: a run with logger=tensorboard alone still writes it."""
+    record = run_training(tmp_path, *TINY, "logger=tensorboard", "trainer.enable_progress_bar=false")
+    run_dir = Path(record["run_dir"])
+    curves = pd.read_csv(run_dir / "metrics.csv")
+    assert "train/loss_step" in curves and curves["val/ndcg@10"].notna().any()
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
 @pytest.mark.parametrize(("arguments", "expected"), BAD_LOGGERS, ids=[a[-1] for a, _ in BAD_LOGGERS])
-def test_bad_logger_choice_is_one_line(arguments, expected):
-    assert_one_line_error(recfit("validate", *arguments), expected)
+def test_bad_logger_choice_is_one_line(arguments, expected, capsys):
+    assert_one_line_error(run_cli(capsys, "validate", *arguments), expected)
 
 
 def test_missing_logger_package_is_one_line(tmp_path):

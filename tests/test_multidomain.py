@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_inference import assert_one_line_error, run_cli
 
 import recfit
+from helpers.cli import assert_one_line_error, run_cli
 from recfit.config import compose, validate
 from recfit.config.domains import expand_domains
 from recfit.config.schema import MovieLensDatasetConfig, MultiDomainDatasetConfig, SyntheticDatasetConfig
@@ -119,14 +119,14 @@ BAD_INPUTS = [
 )
 def test_bad_multidomain_input_is_one_line(capsys, tiny_ml100k, outputs, arguments, expected):
     before = sorted(outputs.rglob("*"))
-    code, _, err = run_cli(capsys, "train", *two_domains(tiny_ml100k, outputs), *arguments)
-    assert_one_line_error(code, err, expected)
+    result = run_cli(capsys, "train", *two_domains(tiny_ml100k, outputs), *arguments)
+    assert_one_line_error(result, expected)
     assert sorted(outputs.rglob("*")) == before
 
 
 def test_multi_domain_without_domains_is_one_line(capsys, outputs):
-    code, _, err = run_cli(capsys, "train", "dataset=multi_domain", f"paths.output_dir={outputs}")
-    assert_one_line_error(code, err, "dataset=multi_domain needs two or more domains: use dataset=[a,b]")
+    result = run_cli(capsys, "train", "dataset=multi_domain", f"paths.output_dir={outputs}")
+    assert_one_line_error(result, "dataset=multi_domain needs two or more domains: use dataset=[a,b]")
 
 
 # ---- (2) a two-domain run -----------------------------------------------------------------------------

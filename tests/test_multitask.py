@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_cli import assert_one_line_error, recfit
-from test_compare import compare, compare_json
-from test_inference import run_cli
 
-from conftest import REPO, tree_digest
-from recfit.cli import main
+from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.compare import compare, compare_json
+from helpers.files import REPO, tree_digest
+from helpers.runs import evaluate
+from helpers.runs import train as run_training
 from recfit.config import compose
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.run import build
@@ -41,10 +41,7 @@ RATING_AND_CTR_HEADS = {
 
 def train(folder: Path, *overrides: str) -> dict:
     """`recfit train` in this process; returns the run's metrics.json."""
-    main(["train", *FAST, f"paths.output_dir={folder}", *overrides])
-    (record,) = [json.loads(p.read_text()) for p in folder.glob("runs/*/*/metrics.json")]
-    assert record["status"] == "completed", record["error"]
-    return record
+    return run_training(folder, *FAST, *overrides)
 
 
 def step_rows(record: dict) -> pd.DataFrame:
@@ -237,8 +234,6 @@ def test_compare_reads_per_task_metrics_and_pairs_per_task_rows(weighted, uncert
 
 @pytest.mark.slow
 def test_two_processes_evaluate_every_task_exactly_like_one(weighted, tmp_path):
-    from test_ddp import evaluate
-
     overrides = [*FAST, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3"]
     checkpoint = weighted["best_checkpoint"]
     one, one_table = evaluate(overrides, checkpoint, tmp_path / "one", devices=1)
@@ -274,10 +269,10 @@ BAD = [
 
 
 @pytest.mark.slow
-def test_bad_multitask_settings_are_one_line_and_leave_earlier_runs_alone(weighted):
+def test_bad_multitask_settings_are_one_line_and_leave_earlier_runs_alone(weighted, capsys):
     outputs = Path(weighted["run_dir"]).parents[2]
     before = tree_digest(outputs)
     for arguments, expected in BAD:
-        result = recfit("train", *MULTI, *arguments, f"paths.output_dir={outputs}")
+        result = run_cli(capsys, "train", *MULTI, *arguments, f"paths.output_dir={outputs}")
         assert_one_line_error(result, expected)
     assert tree_digest(outputs) == before

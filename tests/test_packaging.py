@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
+from helpers.files import REPO
 from recfit.config import conf_dir
 
 

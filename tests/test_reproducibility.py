@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from helpers.files import REPO
 from recfit.cli import main
 
 TINY = ["backbone=tiny_bert", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",

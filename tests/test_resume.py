@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_cli import assert_one_line_error, recfit
 
-from conftest import REPO
+from helpers.cli import assert_one_line_error, recfit
+from helpers.files import REPO
 
 # dropout in the tiny BERT and the projection, BPR's sampled negatives, shuffling: every kind of
 # randomness a resumed run has to replay

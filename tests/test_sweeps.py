@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_cli import assert_one_line_error, recfit
 
-from conftest import write_reviews_csv
+from helpers.cli import assert_one_line_error, recfit
+from helpers.files import write_reviews_csv
 
 TINY = [
     "backbone=tiny_bert",

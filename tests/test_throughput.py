@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_reviews_csv
+from helpers.files import write_reviews_csv
 from recfit.cli import main
 from recfit.config import compose
 from recfit.data.encode import TextContent

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import write_reviews_csv
+from helpers.files import write_reviews_csv
 from recfit.cli import main
 
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=4"]

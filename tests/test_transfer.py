@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_cli import assert_one_line_error, recfit
 
-from conftest import REPO, tree_digest
-from recfit.cli import main
+from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.files import REPO, tree_digest
+from helpers.runs import train as run_training
 from recfit.compare.cli import run as compare
 from recfit.config import compose, validate
 from recfit.errors import ConfigError, DataError
@@ -31,12 +31,8 @@ LORA = ["backbone.adapter=lora", "backbone.freeze=none", "backbone.lora.rank=4",
 
 
 def train(output: Path, *overrides: str) -> dict:
-    """`recfit train` in this process into `output`; returns the newest run's metrics.json."""
-    main(["train", *FAST, f"paths.output_dir={output}", *overrides])
-    records = [json.loads(p.read_text()) for p in output.glob("runs/*/*/metrics.json")]
-    record = max(records, key=lambda r: r["started_at"] + r["run_dir"])
-    assert record["status"] == "completed", record["error"]
-    return record
+    """`recfit train` in this process into `output`; returns the new run's metrics.json."""
+    return run_training(output, *FAST, *overrides)
 
 
 def built(*overrides: str):
@@ -138,16 +134,16 @@ def test_compare_shows_the_parent(child_of_another_catalogue, parent, capsys):
 
 
 @pytest.mark.slow
-def test_bad_init_from_gives_one_line_and_leaves_the_parent_alone(parent, tmp_path):
+def test_bad_init_from_gives_one_line_and_leaves_the_parent_alone(parent, tmp_path, capsys):
     before = tree_digest(parent)
     tiny = ["backbone=tiny_bert", *FAST, f"paths.output_dir={tmp_path}"]
-    missing = recfit("train", *tiny, f"init_from.path={tmp_path / 'nowhere'}")
+    missing = run_cli(capsys, "train", *tiny, f"init_from.path={tmp_path / 'nowhere'}")
     assert_one_line_error(missing, "init_from.path does not exist")
-    unknown = recfit("train", *tiny, f"init_from.path={parent}", "init_from.parts=[backbone,heed]")
+    unknown = run_cli(capsys, "train", *tiny, f"init_from.path={parent}", "init_from.parts=[backbone,heed]")
     assert_one_line_error(unknown, "init_from.parts[1]: Invalid value 'heed', expected one of [backbone")
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes((parent / "checkpoints" / "best.ckpt").read_bytes()[:1000])
-    truncated = recfit("train", *tiny, f"init_from.path={broken}")
+    truncated = run_cli(capsys, "train", *tiny, f"init_from.path={broken}")
     assert_one_line_error(truncated, f"init_from: cannot load checkpoint {broken}")
     assert tree_digest(parent) == before
     assert not list(tmp_path.glob("runs/*/*/checkpoints/*.ckpt"))

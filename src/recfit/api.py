@@ -21,6 +21,7 @@ from recfit.training.run_folder import RunResult as TrainResult  # torch-free: p
 if TYPE_CHECKING:
     from recfit.inference.checkpoint import LoadedRun
     from recfit.inference.evaluate import EvalResult
+    from recfit.inference.predict import Predictions
 
 
 def _run_dir(overrides: list[str]) -> Path:
@@ -104,3 +105,13 @@ def evaluate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> E
     from recfit.inference.evaluate import evaluate as run_eval
 
     return run_eval(path, overrides)
+
+
+def predict(
+    path: str | Path, input: str | Path, output: str | Path | None = None, **columns: str | None
+) -> Predictions:
+    """`recfit predict`: the run's prediction for each row of the CSV `input` (`.frame`), and `.metrics`
+    (plus `.report` for classes) when it has labels; `text_column=` / `label_column=` rename columns."""
+    from recfit.inference.predict import predict as run_predict
+
+    return run_predict(path, input, output, **columns)

@@ -9,28 +9,21 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from recfit.config import conf_dir, validate
+from recfit.config import (
+    conf_dir,
+    resolvers,  # noqa: F401  (optuna_direction, used by hparams_search=optuna)
+    validate,
+)
 from recfit.config.launch import check_sweep_strategy, started_externally
 from recfit.config.multitask import monitor_key
-from recfit.config.schema import Mode, register_schemas
+from recfit.config.schema import register_schemas
 from recfit.errors import RecfitError
 
 log = logging.getLogger("recfit")
 
 register_schemas()
-# Optuna spells directions differently from task.mode; the sweep config converts with this resolver,
-# so task.mode stays the one place the direction is written.
-OPTUNA_DIRECTIONS = {Mode.max: "maximize", Mode.min: "minimize"}
-
-
-def optuna_direction(mode: object) -> str:
-    """task.mode (an enum node, which interpolates as the text 'Mode.max') -> Optuna's direction."""
-    return OPTUNA_DIRECTIONS[Mode(str(mode).rsplit(".", 1)[-1])]
-
-
-OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")

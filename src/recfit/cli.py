@@ -15,6 +15,7 @@ commands:
   eval      eval RUN_DIR [key=value ...]: test a run's best checkpoint (or on other data) into a new folder
   recommend recommend RUN_DIR --user ID [--k 10] [--explain] [--format json]: a user's top-k unseen items
   embed     embed RUN_DIR --items [--output FILE]: export item vectors to Parquet
+  predict   predict RUN_DIR --input new.csv [--output preds.csv]: predict each row; metrics if labelled
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
@@ -63,15 +64,20 @@ def _train(arguments: list[str]) -> None:
     overrides = [a for a in arguments if not a.startswith("-")]
     multirun = any(a in MULTIRUN_FLAGS for a in arguments)
     try:
+        from recfit.config.yaml_guard import check_config_dirs
+
+        check_config_dirs(arguments)
         if not multirun and any(a.startswith(("resume=", "ckpt_path=")) for a in overrides):
             from recfit.config.resume import resume_overrides
 
             arguments = overrides = resume_overrides(overrides)
         if multirun:
-            from recfit.config.sweep import is_search_sweep, validate_sweep
+            from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
 
             if not is_search_sweep(overrides):  # a search's trials are checked as they start
                 print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
+            else:
+                check_search_sweep(overrides)
         elif not any(a in HYDRA_FLAGS or a.startswith("--") for a in arguments):
             from recfit.config import compose, validate
 
@@ -168,6 +174,7 @@ COMMANDS = {
     "eval": _inference("eval"),
     "recommend": _inference("recommend"),
     "embed": _inference("embed"),
+    "predict": _inference("predict"),
 }
 
 

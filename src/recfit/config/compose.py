@@ -8,11 +8,15 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from recfit.config import resolvers  # noqa: F401  (registers the resolvers configs use, torch-free)
 from recfit.config.domains import expand_domains
+from recfit.config.overrides import check_overrides, first_unknown_added_key
+from recfit.config.places import check_hydra_places
 from recfit.config.schema import SCHEMA_SUFFIX, register_schemas
+from recfit.config.targets import check_targets
 from recfit.errors import ConfigError
 
 
@@ -39,19 +43,31 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
     """Compose `conf/<config_name>.yaml` with command-line style overrides.
 
     `dataset=[a,b]` is expanded first (recfit.config.domains). Raises ConfigError with a one-line
-    message for an unknown option, key or wrong type.
+    message for an unknown option, key (also one added with `+`) or wrong type, and for anything that
+    would run code recfit does not allow or write outside `paths.output_dir`, in the config or in its
+    hydra.* part, which Hydra acts on before recfit's own code starts (recfit.config.targets).
     """
     overrides = expand_domains(overrides)
+    groups = list_options()
+    check_overrides(overrides, groups)
     register_schemas()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except MissingConfigException as error:
         raise ConfigError(_missing_option_message(error)) from None
     except OverrideParseException as error:
         raise ConfigError(f"cannot parse override: {_first_line(str(error))}") from None
     except (ConfigCompositionException, OmegaConfBaseException) as error:
         raise ConfigError(_composition_message(error, overrides, config_name)) from None
+    unknown = first_unknown_added_key(cfg, overrides, groups)
+    if unknown is not None:
+        raise ConfigError(_unknown_key_message(unknown, overrides, config_name))
+    check_targets(cfg)
+    check_hydra_places(cfg.hydra)
+    with open_dict(cfg):
+        del cfg["hydra"]  # the run's own config, as Hydra hands it to the app
+    return cfg
 
 
 def _first_line(text: str) -> str:

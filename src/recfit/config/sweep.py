@@ -29,6 +29,16 @@ def is_search_sweep(arguments: list[str]) -> bool:
     return any(a.startswith(SEARCH_SWEEP_PREFIX) and not a.endswith("=null") for a in arguments)
 
 
+def check_search_sweep(arguments: list[str]) -> None:
+    """Compose a search's fixed overrides: its trials are only known as it runs, but what Hydra acts on
+    before the first one (hydra.* callbacks, launcher, sweeper) and every `_target_` are known now."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(arguments)
+    except OverrideParseException as error:
+        raise ConfigError(f"cannot parse override: {str(error).splitlines()[0]}") from None
+    compose([override.input_line for override in parsed if not override.is_sweep_override()])
+
+
 def validate_sweep(arguments: list[str]) -> int:
     """Compose and validate every job; raise ConfigError naming the first bad job. Returns the job count."""
     jobs = expand_sweep(arguments)

@@ -16,9 +16,12 @@ from omegaconf.errors import MissingMandatoryValue
 
 from recfit.config.balance import check_balance
 from recfit.config.domains import check_domains
+from recfit.config.limits import check_limits
 from recfit.config.multitask import check_multitask
 from recfit.config.parent_run import find_parent
+from recfit.config.places import check_places
 from recfit.config.schema import AdapterName, Modality, TextCsvDatasetConfig
+from recfit.config.targets import check_targets
 from recfit.errors import ConfigError
 from recfit.models.declarations import declaration
 from recfit.tasks.registry import make_task, task_class, task_names
@@ -31,7 +34,10 @@ LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "w
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) if the config cannot make a sensible run."""
+    check_targets(cfg)  # first: it resolves every interpolation, and refuses code recfit does not allow
     _check_required(cfg)
+    check_places(cfg)
+    check_limits(cfg)
     task, loss, model = cfg.task.name, cfg.loss.name, cfg.model.name
     modality = cfg.backbone.modality
 

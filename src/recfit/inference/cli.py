@@ -1,4 +1,4 @@
-"""`recfit eval`, `recfit recommend`, `recfit embed`: argument parsing and terminal output.
+"""`recfit eval`, `recommend`, `embed`, `predict`: argument parsing and terminal output.
 
 Each command returns its exit code: 0, or 2 with one line `recfit: error: ...` on stderr for bad
 input (a missing or failed run, no checkpoint, an unknown user, k < 1, a model that cannot do it).
@@ -153,3 +153,58 @@ def embed_command(arguments: list[str]) -> int:
         return _fail(error)
     print(f"{loaded.data.num_items:,} item vectors written to {path}")
     return 0
+
+
+def predict_command(arguments: list[str]) -> int:
+    """`recfit predict RUN_DIR --input FILE.csv [--output FILE.csv] [--text-column C] [--label-column C]`."""
+    parser = _Parser(
+        prog="recfit predict",
+        description="Predict every row of a CSV with a trained run (text_classification, rating, ctr); "
+        "with the run's label column present, also print accuracy / F1 (per class, confusion matrix) "
+        "or the task's metrics. Without --output the rows go to stdout as CSV and the report to stderr.",
+    )
+    _run_dir_argument(parser)
+    parser.add_argument("--input", required=True, type=Path, help="CSV: the run's text column, or user,item")
+    parser.add_argument("--output", type=Path, help="write the rows with their predictions here (CSV)")
+    parser.add_argument("--text-column", help="text column (default: the run's dataset.text_column)")
+    parser.add_argument("--label-column", help="label column (default: the run's dataset.label_column)")
+    try:
+        options = parser.parse_args(arguments)
+        from recfit.inference.predict import predict
+
+        predictions = predict(
+            options.run_dir, options.input, options.output, options.text_column, options.label_column
+        )
+    except RecfitError as error:
+        return _fail(error)
+    report = sys.stdout
+    if predictions.output is None:
+        predictions.frame.to_csv(sys.stdout, index=False)
+        report = sys.stderr
+    else:
+        print(f"{len(predictions.frame):,} predictions written to {predictions.output}", file=report)
+    _print_report(predictions, report)
+    return 0
+
+
+def _print_report(predictions: Any, stream: Any) -> None:
+    """The metrics line, then (classes) the per-class report and the confusion matrix."""
+    if not predictions.metrics:
+        return
+    report = predictions.report
+    shown = {"f1": "macro-F1"} if report is not None else {}  # F1 over classes is their mean
+    values = "  ".join(f"{shown.get(name, name)} {value:.4f}" for name, value in predictions.metrics.items())
+    print(f"{values}  ({predictions.labelled_rows:,} labelled rows)", file=stream)
+    if report is None:
+        return
+    width = max(len("class"), *(len(name) for name in report.classes))
+    print(f"{'class':<{width}}  precision  recall      f1  support", file=stream)
+    for name, p, r, f, s in zip(
+        report.classes, report.precision, report.recall, report.f1, report.support, strict=True
+    ):
+        print(f"{name:<{width}}  {p:9.4f}  {r:6.4f}  {f:6.4f}  {s:7d}", file=stream)
+    print("confusion matrix (rows: true label, columns: predicted)", file=stream)
+    cell = max(width, *(len(str(v)) for row in report.confusion for v in row))
+    print(" " * width + "".join(f"  {name:>{cell}}" for name in report.classes), file=stream)
+    for name, row in zip(report.classes, report.confusion, strict=True):
+        print(f"{name:<{width}}" + "".join(f"  {v:>{cell}}" for v in row), file=stream)

@@ -11,6 +11,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, WandbLogg
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from recfit.config.schema import CSVLoggerConfig
+
 CONFIG_TREE_FILE = "config_tree.txt"
 
 
@@ -46,12 +48,19 @@ def _run_arguments(key: str, node: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """One Lightning logger per non-null entry of `cfg.logger`, all writing into (or naming) `run_dir`."""
-    return [
+    """One Lightning logger per non-null entry of `cfg.logger`, all writing into (or naming) `run_dir`.
+
+    The run folder's metrics.csv is part of its format (`recfit compare --plot-curves` reads it), so a
+    CSV logger with the `logger=csv` defaults is added when `logger` leaves `csv` out.
+    """
+    loggers = [
         instantiate(node, **_run_arguments(str(key), node, run_dir))
         for key, node in cfg.logger.items()
         if node is not None
     ]
+    if cfg.logger.get("csv") is None:
+        loggers.append(instantiate(OmegaConf.structured(CSVLoggerConfig), save_dir=str(run_dir)))
+    return loggers
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:

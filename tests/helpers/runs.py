@@ -1,0 +1,63 @@
+"""Training a run in this process and reading back what it wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Small synthetic data and one short epoch: the common base of in-process training tests.
+SMALL_DATA = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+ONE_EPOCH = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+
+
+def run_records(output_dir: Path, kind: str = "runs") -> list[dict]:
+    """Every metrics.json under `output_dir/<kind>/`, oldest folder first."""
+    return [json.loads(path.read_text()) for path in sorted(output_dir.glob(f"{kind}/*/*/metrics.json"))]
+
+
+def train(output_dir: Path, *overrides: str, expect: str = "completed") -> dict:
+    """`recfit train <overrides>` in this process; returns the metrics.json of the run it made."""
+    from recfit.cli import main
+
+    before = set(output_dir.glob("runs/*/*/metrics.json"))
+    main(["train", f"paths.output_dir={output_dir}", *overrides])
+    (made,) = set(output_dir.glob("runs/*/*/metrics.json")) - before
+    record = json.loads(made.read_text())
+    assert record["status"] == expect, record.get("error")
+    return record
+
+
+def evaluate(
+    overrides: list[str], checkpoint: str, folder: Path, **trainer: object
+) -> tuple[dict, pd.DataFrame]:
+    """Validation and test metrics of `checkpoint` and the per-user table, from a Trainer set by `trainer`."""
+    import lightning.pytorch as pl
+    import pandas as pd
+
+    from recfit.config import compose
+    from recfit.training.per_user import PerUserWriter
+    from recfit.training.run import build
+
+    cfg = compose(overrides)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    built = build(cfg)
+    folder.mkdir(parents=True)
+    runner = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        deterministic=True,
+        callbacks=[PerUserWriter(folder / "per_user.parquet")],
+        **trainer,
+    )
+    metrics: dict = {}
+    for stage in (runner.validate, runner.test):
+        results = stage(built.module, datamodule=built.datamodule, ckpt_path=checkpoint, weights_only=True)
+        for result in results:  # with ddp_spawn: rank 0's results, handed back to this process
+            metrics.update({name: float(value) for name, value in result.items()})
+    return metrics, pd.read_parquet(folder / "per_user.parquet")
