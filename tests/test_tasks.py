@@ -13,20 +13,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, write_reviews_csv
-from recfit.cli import main
+from helpers.files import REPO, write_reviews_csv
+from helpers.runs import ONE_EPOCH, SMALL_DATA, train
 from recfit.config import compose, conf_dir
 from recfit.config.schema import ModelName, TaskName
 from recfit.models.declarations import MODELS
 from recfit.tasks.registry import known_metrics, make_task, task_class, task_names
 
-FAST = [
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.limit_train_batches=4",
-    "seed=0",
-]
-SMALL = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+FAST = [*ONE_EPOCH, "trainer.limit_train_batches=4", "seed=0"]
+SMALL = SMALL_DATA
 MORE_ROWS = "dataset.interactions_per_user=20"  # several test rows per user: GAUC is defined
 MF = ["backbone=none", "model=mf", *SMALL]
 TEXT_CSV = ["experiment=text_csv_bert", "backbone=tiny_bert", "dataset.text_column=review"]
@@ -73,9 +68,7 @@ def golden_run(folder: Path, name: str) -> tuple[dict, list[str]]:
     overrides = list(SAME_AS_BEFORE_RUNS[name])
     if "experiment=text_csv_bert" in overrides:
         overrides.append(f"dataset.path={write_reviews_csv(folder / 'reviews.csv', rows=80)}")
-    main(["train", *FAST, f"paths.output_dir={folder}", *overrides])
-    (record,) = [json.loads(p.read_text()) for p in folder.glob("runs/*/*/metrics.json")]
-    assert record["status"] == "completed", record["error"]
+    record = train(folder, *FAST, *overrides)
     columns = list(pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet").columns)
     return record, columns
 
