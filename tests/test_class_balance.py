@@ -159,8 +159,8 @@ def test_a_ctr_run_with_class_weights_and_oversampling_completes(tmp_path):
     assert 0 <= record["metrics"]["test/auc"] <= 1
     # one epoch is the oversampled one: both classes at the majority's count
     cfg = compose(CTR)
+    from recfit.data.configured import read_dataset
     from recfit.data.split import make_splits
-    from recfit.training.run import read_dataset
 
     data = read_dataset(cfg.dataset)
     splits = make_splits(data, "ratio", val=0.1, test=0.1, seed=0)

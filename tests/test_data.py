@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from helpers.files import write_reviews_csv
+from helpers.runs import ONE_EPOCH, SMALL_DATA, train
 from recfit.data.download import download_zip
 from recfit.data.sources.movielens import read_movielens_100k
 from recfit.data.sources.synthetic import TOPICS, make_synthetic
@@ -139,3 +141,38 @@ def test_split_refuses_an_empty_validation_split():
     with pytest.raises(DataError, match="validation split is empty"):
         split_interactions(frame, 0.1, 0.0, seed=0)
     assert np.isfinite(split_interactions(frame, 0.0, 0.0, seed=0).train["item"]).all()
+
+
+# Metrics recorded before the DataModule took over reading, filtering and splitting (issue 13): the same
+# config and seed must still give them. One run per task, a few steps each.
+SHORT = [*ONE_EPOCH, "trainer.limit_train_batches=4", "quiet=true"]
+SYNTHETIC_FINGERPRINT = "525d303221fcd91a6e4cd6987a36396ab4874f19a610f6ee3c5640efd87bf949"
+RECORDED = {
+    "rating": (
+        ["dataset=movielens_100k", "backbone=none", "model=mf", "task=rating", "loss=mse", "split=folds",
+         "dataset.filter.k_core_users=5"],
+        "4890aea4e977c2c312abf73a126497c5795351f365210726e4d5f62e51f9a181",
+        {"test/rmse": 1.1558785165814982, "test/mae": 0.9669959716439247, "val/rmse": 1.128696056178793},
+    ),
+    "ctr": (
+        ["backbone=tiny_bert", "model=two_tower", "task=ctr", "loss=bce", *SMALL_DATA],
+        SYNTHETIC_FINGERPRINT,
+        {"test/auc": 0.6200716495513916, "test/logloss": 0.530518651008606, "val/auc": 0.3727598488330841},
+    ),
+    "ranking": (
+        ["backbone=tiny_bert", "model=two_tower", "task=ranking", "loss=cross_entropy", *SMALL_DATA],
+        SYNTHETIC_FINGERPRINT,
+        {"test/ndcg@10": 0.10871302038431167, "test/mrr@20": 0.1000863142311573,
+         "val/ndcg@20": 0.16146595627069474},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", sorted(RECORDED))
+def test_same_seed_gives_the_recorded_metrics_and_data_fingerprint(tmp_path, ml100k_dir, task):
+    overrides, fingerprint, expected = RECORDED[task]
+    data = [f"dataset.path={ml100k_dir}"] if "dataset=movielens_100k" in overrides else []
+    record = train(tmp_path, *SHORT, *overrides, *data)
+    info = json.loads((Path(record["run_dir"]) / "run_info.json").read_text())
+    assert info["data_sha256"] == fingerprint
+    assert {key: record["metrics"][key] for key in expected} == pytest.approx(expected, rel=1e-6)

@@ -7,7 +7,7 @@ folder. Then, each in a fresh child process:
 
   recfit  everything `recfit train` does before the model (run.build() up to the model): compose the
           config (dataset=recbole, split=ratio 0.8/0.1/0.1 per user, task=ranking, model=mf, loss=bpr,
-          as in experiment=ml100k_bpr), read_recbole_atomic, filter_interactions, split_data,
+          as in experiment=ml100k_bpr), read_recbole_atomic, filter_interactions, the split,
           targets_for each split, RecDataModule, and its train/val/test dataloaders (the ranking
           collators group every user's held-out and seen items)
   peer    what one would write by hand: pandas read_csv of the same file, factorize the ids, shuffle,
@@ -78,10 +78,9 @@ def write_interactions(folder: Path, size: int, seed: int = 0) -> Path:
 def run_recfit(file: Path) -> dict:
     """recfit's data path, as run.build() runs it before building the model."""
     from recfit.config import compose, validate
+    from recfit.data.configured import data_source, loading
     from recfit.data.datamodule import RecDataModule
-    from recfit.data.filters import filter_interactions
-    from recfit.training.run import INPUTS_FOR_MODEL, read_dataset, split_data
-    from recfit.training.targets import targets_for
+    from recfit.training.run import batch_plan
 
     after_imports = memory_kib("VmRSS")
     start = time.perf_counter()
@@ -89,24 +88,9 @@ def run_recfit(file: Path) -> dict:
                  "task=ranking", "model=mf", "loss=bpr", "optimizer=adam", "scheduler=constant"]  # fmt: skip
     cfg = compose(overrides)
     validate(cfg)
-    data, _ = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
-    splits = split_data(cfg, data)
-    targets = {
-        name: targets_for(getattr(splits, name), cfg.task.name, cfg.loss.name, cfg.task.rating_threshold)
-        for name in ("train", "val", "test")
-    }
-    datamodule = RecDataModule(
-        splits,
-        targets,
-        num_items=data.num_items,
-        inputs=INPUTS_FOR_MODEL[cfg.model.name],
-        ranking=True,
-        batch_size=cfg.dataset.batch_size,
-        eval_batch_size=cfg.dataset.eval_batch_size,
-        negatives=True,
-        seed=cfg.seed,
-        candidate_seed=cfg.dataset.split_seed,
-    )
+    datamodule = RecDataModule(data_source(cfg), loading(cfg), batch_plan(cfg, None, None))
+    datamodule.setup()
+    splits = datamodule.splits
     loaders = [datamodule.train_dataloader(), datamodule.val_dataloader(), datamodule.test_dataloader()]
     seconds = time.perf_counter() - start
     return {

@@ -1,20 +1,69 @@
-"""Read the data set a `dataset` config describes, with the reader its `_target_` names."""
+"""The data parts a run's config describes: what `RecDataModule.setup` reads, filters and splits, and how
+batches are drawn. Torch-free readers, filters and splits stay unaware of Hydra and of each other."""
 
 from __future__ import annotations
 
 import inspect
+from functools import partial
 
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from recfit.config.schema import reader_arguments
+from recfit.config.schema import SplitMethod, reader_arguments
+from recfit.data.datamodule import DataSource, Loading
+from recfit.data.split import make_splits
 from recfit.data.tables import RecData
 
 
 def read_dataset(cfg: DictConfig) -> RecData:
     """Call the data set's reader with the keys its schema declares."""
-    reader = get_method(cfg._target_)
+    return reader(cfg)()
+
+
+def reader(cfg: DictConfig) -> partial[RecData]:
+    """The data set's reader with its arguments bound: calling it reads the data."""
+    read = get_method(cfg._target_)
     arguments = {key: cfg[key] for key in reader_arguments(OmegaConf.get_type(cfg))}
-    if "on_bad_rows" in inspect.signature(reader).parameters:
+    if "on_bad_rows" in inspect.signature(read).parameters:
         arguments["on_bad_rows"] = cfg.on_bad_rows.value
-    return reader(**arguments)
+    return partial(read, **arguments)
+
+
+def data_source(cfg: DictConfig) -> DataSource:
+    """The reader, filter and split of a run's `dataset` and `split` configs."""
+    split = cfg.split
+    cut = partial(
+        make_splits,
+        method=split.method.value,
+        val=split.val,
+        test=split.test,
+        seed=cfg.dataset.split_seed,
+        order=split.order.value,
+        per_user=split.per_user,
+        fold=split.fold,
+        stratify=split.stratify,
+        bootstrap=split.bootstrap,
+        train_fraction=split.train_fraction,
+    )
+    return DataSource(
+        read=reader(cfg.dataset),
+        split=cut,
+        filter=OmegaConf.to_container(cfg.dataset.filter, resolve=True),
+        cold_items=split.method == SplitMethod.cold_item,
+    )
+
+
+def loading(cfg: DictConfig) -> Loading:
+    """How a run's batches are drawn: the loader keys of `dataset`, the training and split seeds."""
+    dataset = cfg.dataset
+    mix = dataset.get("mix")
+    return Loading(
+        batch_size=dataset.batch_size,
+        eval_batch_size=dataset.eval_batch_size,
+        num_workers=dataset.num_workers,
+        resampling=dataset.resampling,
+        length_buckets=dataset.length_buckets,
+        mix=None if mix is None else OmegaConf.to_container(mix, resolve=True),
+        seed=cfg.seed,
+        candidate_seed=dataset.split_seed,
+    )

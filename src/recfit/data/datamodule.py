@@ -1,9 +1,12 @@
-"""The Lightning data module: split interactions -> batches with each distinct item encoded once."""
+"""The Lightning data module: read, filter and split a data set -> batches with each item encoded once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import numpy as np
@@ -11,14 +14,18 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from recfit.data.domain_mix import DomainMixSampler
+from recfit.data.domain_mix import DomainMixSampler, training_mix
+from recfit.data.domain_split import domain_of_rows, split_per_domain
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.eval_shards import ContiguousShardSampler
+from recfit.data.filters import filter_interactions
 from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
 from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.split import Splits
-from recfit.data.tables import ITEM, USER
+from recfit.data.tables import ITEM, USER, RecData
+
+log = logging.getLogger(__name__)
 
 
 class BatchInputs(str, Enum):
@@ -30,6 +37,16 @@ class BatchInputs(str, Enum):
 
 
 Content = TextContent | ImageContent
+
+
+class Catalogue(Protocol):
+    """What ranking evaluation needs of the data: every item's content, and the items a split ranks."""
+
+    def item_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]: ...
+
+    def ranked_items(self, split: str) -> torch.Tensor | None: ...
+
+
 FULL_RANKING = "full"  # task.candidates: rank every item; otherwise uniN / popN sampled negatives
 
 
@@ -203,54 +220,108 @@ class RankingCollator:
         return batch
 
 
-class RecDataModule(pl.LightningDataModule):
-    """Serves the three splits. Ranking evaluates per user against the whole catalogue (or sampled
-    candidates); pairwise losses get one sampled negative item per training row."""
+@dataclass(frozen=True)
+class DataSource:
+    """What `setup` reads and how it cuts it: the reader, the filter and the split."""
 
-    def __init__(
-        self,
-        splits: Splits,
-        targets: dict[str, np.ndarray],
-        num_items: int,
-        inputs: BatchInputs,
-        ranking: bool,
-        item_content: Content | None = None,
-        user_content: TextContent | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int = 256,
-        num_workers: int = 0,
-        negatives: bool = False,
-        candidates: str = FULL_RANKING,
-        seed: int = 0,
-        candidate_seed: int = 0,
-        cold_items: bool = False,
-        resampling: Resampling = Resampling.none,
-        length_buckets: int = 0,
-        domain_mix: tuple[np.ndarray, list[float]] | None = None,
-    ) -> None:
+    read: Callable[[], RecData]  # the data set's reader, its arguments bound
+    split: Callable[[RecData], Splits]  # one data set's split (multi-domain data: applied per domain)
+    filter: Mapping[str, Any] = field(default_factory=dict)  # filter_interactions keywords (dataset.filter)
+    cold_items: bool = False  # the split holds out whole items: they are ranked among themselves
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How batches are drawn: sizes, workers, class resampling, length buckets, domain shares, seeds."""
+
+    batch_size: int = 64  # training rows per step
+    eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
+    num_workers: int = 0  # DataLoader worker processes
+    resampling: Resampling = Resampling.none  # training rows drawn towards equal classes
+    length_buckets: int = 0  # >0: per-row texts batched by similar length
+    mix: Mapping[str, float] | None = None  # multi-domain: each domain's share of a training batch
+    seed: int = 0  # the training order (and pairwise negatives)
+    candidate_seed: int = 0  # sampled ranking candidates: the split seed, so every run ranks the same ones
+
+
+def no_content(data: RecData) -> tuple[Content | None, TextContent | None]:
+    """Batches of an ID-only model carry no item or user content."""
+    return None, None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What the task, loss and model ask of every batch."""
+
+    inputs: BatchInputs  # the content the model reads
+    targets: Callable[[pd.DataFrame], np.ndarray]  # a split's interactions -> their training targets
+    content: Callable[[RecData], tuple[Content | None, TextContent | None]] = no_content  # item, user
+    ranking: bool = False  # evaluate per user by ranking items, not per row
+    negatives: bool = False  # one sampled negative item per training row (pairwise losses)
+    candidates: str = FULL_RANKING  # ranking: every item, or uniN / popN sampled negatives
+    # the model keeps each item's frozen backbone output (all layers, or the first N): batches then need
+    # item codes only, unless each row is one text of its own (a user text paired with the item text)
+    cached_item_states: bool = False
+
+
+class RecDataModule(pl.LightningDataModule):
+    """Reads, filters and splits the data in `setup`, then serves the three splits.
+
+    Ranking evaluates per user against the whole catalogue (or sampled candidates); pairwise losses get
+    one sampled negative item per training row. The model is built from what `setup` found (`data`,
+    `splits`), so `build` calls `setup` itself; Lightning's later calls find it done.
+    """
+
+    def __init__(self, source: DataSource, loading: Loading, plan: BatchPlan) -> None:
         super().__init__()
+        self.source = source
+        self.loading = loading
+        self.plan = plan
+        self.data: RecData | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read, filter and split the data; derive targets, content and samplers (once per process)."""
+        if self.data is not None:
+            return
+        data, self.filtered = filter_interactions(self.source.read(), **self.source.filter)
+        log.info("%s (%s)", data.summary(), self.filtered)
+        splits = split_per_domain(data, self.source.split)  # one data set: split(data)
         self.splits = splits
-        self.targets = targets
-        self.num_items = num_items
-        self.inputs = inputs
-        self.ranking = ranking
-        self.item_content = item_content
-        self.user_content = user_content
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.candidates = candidates
-        self.candidate_seed = candidate_seed
-        self.seed = seed
-        self.cold_items = cold_items
-        self.resampling = resampling
-        self.length_buckets = length_buckets
-        self.domain_mix = domain_mix  # multi-domain: (each training row's domain, each domain's batch share)
-        # decided now: `inputs` may later switch to ids when the backbone's first layers are cached
-        self.rows_are_texts = inputs == BatchInputs.pair_text and isinstance(item_content, TextContent)
-        self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=num_items).astype(np.float64)
+        self.targets = {name: self.plan.targets(getattr(splits, name)) for name in ("train", "val", "test")}
+        self.item_content, self.user_content = self.plan.content(data)
+        # the model reads item states from its cache when every row's text is its item's own text
+        one_text_per_item = self.user_content is None
+        self.inputs = (
+            BatchInputs.ids if self.plan.cached_item_states and one_text_per_item else self.plan.inputs
+        )
+        self.rows_are_texts = self.plan.inputs == BatchInputs.pair_text and isinstance(
+            self.item_content, TextContent
+        )
+        self.num_items = data.num_items
+        self.popularity = np.bincount(splits.train[ITEM].to_numpy(), minlength=data.num_items).astype(
+            np.float64
+        )
         # one sampler for the whole run: its generator moves on from epoch to epoch
-        self.negative_sampler = NegativeSampler(splits.train, num_items, seed) if negatives else None
+        self.negative_sampler = (
+            NegativeSampler(splits.train, data.num_items, self.loading.seed) if self.plan.negatives else None
+        )
+        # multi-domain: (each training row's domain, each domain's batch share), or None
+        self.domain_mix = training_mix(
+            domain_of_rows(data, splits.train), data.domain_names, self.loading.mix
+        )
+        self.data = data
+
+    @property
+    def batch_size(self) -> int:
+        return self.loading.batch_size
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.loading.eval_batch_size
+
+    @property
+    def seed(self) -> int:
+        return self.loading.seed
 
     def _loader(self, split: str, batch_size: int, inputs: BatchInputs) -> DataLoader:
         frame = getattr(self.splits, split)
@@ -261,8 +332,8 @@ class RecDataModule(pl.LightningDataModule):
         options = {
             "batch_size": batch_size,
             "collate_fn": collate,
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0,
+            "num_workers": self.loading.num_workers,
+            "persistent_workers": self.loading.num_workers > 0,
             # a generator of its own: otherwise each new iterator takes a draw from torch's global RNG,
             # and a resumed run would see shifted dropout masks
             "generator": torch.Generator().manual_seed(self.seed),
@@ -288,7 +359,7 @@ class RecDataModule(pl.LightningDataModule):
         """
         if self.domain_mix is not None:
             return DomainMixSampler(*self.domain_mix, self.batch_size, self.seed)
-        if self.length_buckets > 0 and self.rows_are_texts:
+        if self.loading.length_buckets > 0 and self.rows_are_texts:
             users = None if self.user_content is None else frame[USER].to_numpy()
             lengths = pair_lengths(
                 frame[ITEM].to_numpy(),
@@ -299,12 +370,12 @@ class RecDataModule(pl.LightningDataModule):
             return LengthBucketSampler(
                 lengths,
                 self.batch_size,
-                self.length_buckets,
+                self.loading.length_buckets,
                 self.seed,
                 self.targets["train"],
-                self.resampling,
+                self.loading.resampling,
             )
-        return EpochSampler(len(frame), self.seed, self.targets["train"], self.resampling)
+        return EpochSampler(len(frame), self.seed, self.targets["train"], self.loading.resampling)
 
     def train_epoch_rows(self) -> int:
         """Training rows served per epoch (resampling and domain mixing change it): sizes the schedule."""
@@ -314,9 +385,9 @@ class RecDataModule(pl.LightningDataModule):
         collate = RankingCollator(
             getattr(self.splits, split),
             self.splits.seen_before(split),
-            self.candidates,
+            self.plan.candidates,
             self.popularity,
-            self.candidate_seed,
+            self.loading.candidate_seed,
         )
         return DataLoader(
             RowDataset(len(collate)),
@@ -330,12 +401,12 @@ class RecDataModule(pl.LightningDataModule):
         return self._loader("train", self.batch_size, self.inputs)
 
     def val_dataloader(self) -> DataLoader:
-        if self.ranking:
+        if self.plan.ranking:
             return self._ranking_loader("val")
         return self._loader("val", self.eval_batch_size, self.inputs)
 
     def test_dataloader(self) -> DataLoader:
-        if self.ranking:
+        if self.plan.ranking:
             return self._ranking_loader("test")
         return self._loader("test", self.eval_batch_size, self.inputs)
 
@@ -345,18 +416,23 @@ class RecDataModule(pl.LightningDataModule):
         With a cold-item split the held-out items are ranked among themselves: warm items are not
         candidates, since no user's held-out interaction can be with one of them.
         """
-        if not self.cold_items:
+        if not self.source.cold_items:
             return None
         return torch.as_tensor(np.sort(getattr(self.splits, split)[ITEM].unique()))
 
-    def item_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    def item_batches(
+        self, batch_size: int, content: bool | None = None
+    ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         """The whole catalogue in chunks: (item codes, encoded content), for full-ranking evaluation.
 
         Content is left out when batches carry ids only (ID models, or a two-tower whose frozen item
         features are already cached): padding every item again at each evaluation would be wasted.
+        `content=True` encodes it all the same: to fill (or refill) those caches.
         """
-        with_content = self.item_content is not None and self.inputs != BatchInputs.ids
+        if content is None:
+            content = self.inputs != BatchInputs.ids
+        with_content = self.item_content is not None and content
         for start in range(0, self.num_items, batch_size):
             codes = np.arange(start, min(start + batch_size, self.num_items))
-            content = self.item_content.batch(codes) if with_content else {}
-            yield torch.as_tensor(codes), content
+            encoded = self.item_content.batch(codes) if with_content else {}
+            yield torch.as_tensor(codes), encoded

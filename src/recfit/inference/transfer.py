@@ -49,16 +49,11 @@ def _check_fit(path: Path, module: torch.nn.Module, state: dict[str, Any], skip:
 
 def refresh_cached_features(built: Any) -> None:
     """A frozen two-tower caches backbone outputs when built: recompute them with the loaded backbone."""
-    from recfit.data.datamodule import BatchInputs
-
     recommender, datamodule = built.module.recommender, built.datamodule
     if getattr(recommender, "cached_features", torch.empty(0)).numel() == 0:
         return
-    inputs = datamodule.inputs
-    datamodule.inputs = BatchInputs.item_content
     recommender.cached_features = torch.empty(0)
-    recommender.cache_item_features(datamodule.item_batches(datamodule.eval_batch_size))
-    datamodule.inputs = inputs
+    recommender.cache_item_features(datamodule.item_batches(datamodule.eval_batch_size, content=True))
 
 
 def load_weights(

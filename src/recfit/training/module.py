@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from recfit.data.datamodule import Catalogue
 from recfit.errors import TrainingDivergedError
 from recfit.evaluation.ranking import top_k_candidates, top_k_items
 from recfit.tasks.base import Task
@@ -48,6 +49,7 @@ class RecModule(pl.LightningModule):
         scheduler: DictConfig,
         num_items: int,
         num_classes: int = 0,
+        catalogue: Catalogue | None = None,
         catalogue_batch_size: int = 256,
         item_log_frequency: torch.Tensor | None = None,
         train_batches: int = 1,
@@ -68,6 +70,7 @@ class RecModule(pl.LightningModule):
         self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         self.num_items = num_items
+        self.item_source = catalogue  # ranking: the catalogue to score, and the items each split ranks
         self.catalogue_batch_size = catalogue_batch_size
         self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
@@ -161,11 +164,10 @@ class RecModule(pl.LightningModule):
 
     def _prepare_catalogue(self, stage: str) -> None:
         if any(task.ranks_catalogue for task in self.tasks):
-            datamodule = self.trainer.datamodule
             self.catalogue = self.recommender.catalogue_vectors(
-                datamodule.item_batches(self.catalogue_batch_size)
+                self.item_source.item_batches(self.catalogue_batch_size)
             )
-            ranked = datamodule.ranked_items(stage)
+            ranked = self.item_source.ranked_items(stage)
             self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
     def top_k(self, batch: dict, depth: int) -> torch.Tensor:

@@ -21,23 +21,18 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from recfit.config.multitask import fixed_weights, monitor_key
-from recfit.config.schema import Modality, ModelName, SplitMethod
-from recfit.data.configured import read_dataset
-from recfit.data.datamodule import BatchInputs, RecDataModule
-from recfit.data.domain_mix import training_mix
-from recfit.data.domain_split import domain_of_rows, split_per_domain
+from recfit.config.schema import Modality, ModelName
+from recfit.data.configured import data_source, loading
+from recfit.data.datamodule import BatchInputs, BatchPlan, RecDataModule
 from recfit.data.encode import ImageContent, TextContent
-from recfit.data.filters import filter_interactions
-from recfit.data.split import Splits, make_splits
 from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
-from recfit.models.backbone import load_backbone
+from recfit.models.backbone import Backbone, load_backbone
 from recfit.models.declarations import declaration
-from recfit.models.frozen_prefix import attach_prefix_cache
+from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layers
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
-from recfit.models.two_tower import TwoTower
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import console, run_info
 from recfit.training.checkpoint_state import load_state_dict
@@ -68,9 +63,13 @@ from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
 
-def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, TextContent | None]:
-    """Item content (text or images, encoded once) and, for cross-encoders, user text."""
-    modality = cfg.backbone.modality
+PREFIX_CACHE_MODELS = (ModelName.two_tower, ModelName.cross_encoder)  # models with a `prefix_cache`
+
+
+def item_and_user_content(
+    data: RecData, modality: Modality, preprocessor: Any, max_length: int, data_dir: str, user_text: bool
+) -> tuple[Any, TextContent | None]:
+    """Item content (text or images, encoded once) and, with `user_text` (cross-encoders), user text."""
     if modality == Modality.none:
         return None, None
     if modality == Modality.image:
@@ -79,14 +78,16 @@ def _content(cfg: DictConfig, data: RecData, preprocessor: Any) -> tuple[Any, Te
         return ImageContent(data.item_images, preprocessor), None
     if data.item_text is None:
         raise DataError(f"data set '{data.name}' has no item text for the text backbone")
-    length, data_dir = cfg.backbone.max_length, cfg.paths.data_dir
     items = TextContent(
-        data.item_text, preprocessor, length, cached_token_ids(data.item_text, preprocessor, length, data_dir)
+        data.item_text,
+        preprocessor,
+        max_length,
+        cached_token_ids(data.item_text, preprocessor, max_length, data_dir),
     )
     users = None
-    if cfg.model.name == ModelName.cross_encoder and data.user_text is not None:
-        ids = cached_token_ids(data.user_text, preprocessor, length, data_dir)
-        users = TextContent(data.user_text, preprocessor, length, ids)
+    if user_text and data.user_text is not None:
+        ids = cached_token_ids(data.user_text, preprocessor, max_length, data_dir)
+        users = TextContent(data.user_text, preprocessor, max_length, ids)
     return items, users
 
 
@@ -108,41 +109,58 @@ class Built:
     item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
-def split_data(cfg: DictConfig, data: RecData) -> Splits:
-    """The train / val / test split of `data` that `cfg.split` and `cfg.dataset.split_seed` describe."""
-    split = cfg.split
-    cut = partial(
-        make_splits,
-        method=split.method.value,
-        val=split.val,
-        test=split.test,
-        seed=cfg.dataset.split_seed,
-        order=split.order.value,
-        per_user=split.per_user,
-        fold=split.fold,
-        stratify=split.stratify,
-        bootstrap=split.bootstrap,
-        train_fraction=split.train_fraction,
+def _frozen_item_states(cfg: DictConfig, backbone: Backbone | None) -> str | None:
+    """What the model keeps of its items' frozen backbone output: "vectors" (a fully frozen two-tower
+    encodes every item once), "layers" (the first N frozen layers run once per item), or None."""
+    if backbone is None:
+        return None
+    if cfg.model.name == ModelName.two_tower and backbone.fully_frozen:
+        return "vectors"
+    if cfg.model.name in PREFIX_CACHE_MODELS and frozen_prefix_layers(backbone, cfg.backbone.freeze) > 0:
+        return "layers"
+    return None
+
+
+def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | None) -> BatchPlan:
+    """What a run's task, loss, model and backbone ask of each batch."""
+    primary = make_task(cfg.task.name, cfg.task, cfg.loss.name)
+    return BatchPlan(
+        inputs=BatchInputs(declaration(cfg.model.name).inputs),
+        # several tasks: [rows, tasks] targets, in the order of `tasks`
+        targets=partial(targets_of, tasks=tasks_of_run(cfg)),
+        content=partial(
+            item_and_user_content,
+            modality=cfg.backbone.modality,
+            preprocessor=preprocessor,
+            max_length=cfg.backbone.max_length,
+            data_dir=cfg.paths.data_dir,
+            user_text=cfg.model.name == ModelName.cross_encoder,
+        ),
+        ranking=primary.ranks_catalogue,
+        negatives=primary.needs_negatives,
+        candidates=cfg.task.candidates,
+        cached_item_states=frozen_item_states is not None,
     )
-    return split_per_domain(data, cut)  # one data set: cut(data)
 
 
 def build(cfg: DictConfig) -> Built:
-    """Everything a Trainer needs, from a validated config."""
-    data, filtered = filter_interactions(read_dataset(cfg.dataset), **cfg.dataset.filter)
-    log.info("%s (%s)", data.summary(), filtered)
-    split = cfg.split
-    splits = split_data(cfg, data)
+    """Everything a Trainer needs, from a validated config: the parts constructed, then wired."""
+    backbone = load_backbone(cfg.backbone)
+    frozen_item_states = _frozen_item_states(cfg, backbone)
+    datamodule = RecDataModule(
+        data_source(cfg), loading(cfg), batch_plan(cfg, load_preprocessor(cfg.backbone), frozen_item_states)
+    )
+    datamodule.setup()  # the model's sizes, offsets and caches come from the data
+    data, splits, targets = datamodule.data, datamodule.splits, datamodule.targets
     primary = make_task(cfg.task.name, cfg.task, cfg.loss.name)  # chooses the model (multi-task: `task`)
-    protocol = f"{filtered}; {splits.protocol}; {primary.protocol(cfg, data.num_items, data.domain_names)}"
+    candidates = primary.protocol(cfg, data.num_items, data.domain_names)
+    protocol = f"{datamodule.filtered}; {splits.protocol}; {candidates}"
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
-    tasks = tasks_of_run(cfg)  # several: [rows, tasks] targets and outputs, in this order
-    targets = {name: targets_of(getattr(splits, name), tasks) for name in ("train", "val", "test")}
-    item_content, user_content = _content(cfg, data, load_preprocessor(cfg.backbone))
+    tasks = tasks_of_run(cfg)
     num_outputs = primary.num_outputs(data)
     recommender = instantiate(
         cfg.model,
-        backbone=load_backbone(cfg.backbone),
+        backbone=backbone,
         num_users=data.num_users,
         num_items=data.num_items,
         num_outputs=num_outputs,
@@ -159,39 +177,17 @@ def build(cfg: DictConfig) -> Built:
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
-    datamodule = RecDataModule(
-        splits,
-        targets,
-        num_items=data.num_items,
-        inputs=BatchInputs(declaration(cfg.model.name).inputs),
-        ranking=primary.ranks_catalogue,
-        item_content=item_content,
-        user_content=user_content,
-        batch_size=cfg.dataset.batch_size,
-        eval_batch_size=cfg.dataset.eval_batch_size,
-        num_workers=cfg.dataset.num_workers,
-        negatives=primary.needs_negatives,
-        candidates=cfg.task.candidates,
-        seed=cfg.seed,
-        candidate_seed=cfg.dataset.split_seed,
-        cold_items=split.method == SplitMethod.cold_item,
-        resampling=cfg.dataset.resampling,
-        length_buckets=cfg.dataset.length_buckets,
-        domain_mix=training_mix(
-            domain_of_rows(data, splits.train), data.domain_names, cfg.dataset.get("mix")
-        ),
-    )
     vector_cache = None
-    if isinstance(recommender, TwoTower) and recommender.backbone.fully_frozen:
+    item_batches = partial(datamodule.item_batches, cfg.dataset.eval_batch_size, content=True)
+    if frozen_item_states == "vectors":
         log.info("backbone fully frozen: encoding %d items once", data.num_items)
         cache_dir = Path(cfg.paths.data_dir) / CACHE_SUBDIR if cfg.backbone.cache_vectors else None
-        batches = partial(datamodule.item_batches, cfg.dataset.eval_batch_size)
-        vector_cache = load_or_compute(recommender, batches, cache_dir, data.num_items)
-        datamodule.inputs = BatchInputs.ids
-    elif attach_prefix_cache(recommender, cfg.backbone.freeze, user_content is None):
+        vector_cache = load_or_compute(recommender, item_batches, cache_dir, data.num_items)
+    elif frozen_item_states == "layers" and attach_prefix_cache(
+        recommender, cfg.backbone.freeze, datamodule.user_content is None
+    ):
         log.info("first %s backbone layers frozen: running them once per item", cfg.backbone.freeze)
-        recommender.prefix_cache.fill(datamodule.item_batches(cfg.dataset.eval_batch_size))
-        datamodule.inputs = BatchInputs.ids  # batches need item codes only: the states are cached
+        recommender.prefix_cache.fill(item_batches())
     module = RecModule(
         recommender,
         task=cfg.task,
@@ -200,6 +196,7 @@ def build(cfg: DictConfig) -> Built:
         scheduler=cfg.scheduler,
         num_items=data.num_items,
         num_classes=num_outputs,
+        catalogue=datamodule,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
         item_log_frequency=_item_log_frequency(splits.train, data.num_items),
         # per epoch: resampling changes an epoch's length, and the learning-rate schedule with it
