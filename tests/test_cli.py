@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from helpers.cli import assert_one_line_error, recfit
-from helpers.files import tree_digest, write_reviews_csv
+from helpers.files import REPO, tree_digest, write_reviews_csv
 
 TINY = ["backbone=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
 
@@ -105,3 +107,73 @@ def test_train_writes_a_complete_run_folder(earlier_run):
     ):
         assert (run / name).is_file(), name
     assert "backbone=tiny_bert" in (run / ".hydra" / "overrides.yaml").read_text()
+    # one permission for every file (metrics.json and config_tree.txt were private, 0600, the rest 0644)
+    modes = {str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in run.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes
+
+
+SOURCES = REPO / "src" / "recfit"
+RUN_FOLDER_NAMES = (
+    "metrics.json",
+    "metrics.csv",
+    "per_user.parquet",
+    "best.ckpt",
+    "last.ckpt",
+    "run_info.json",
+)
+
+
+def test_only_the_run_folder_module_spells_the_run_folder_format():
+    """File names and statuses are written once, in recfit/run_folder.py; everything else imports them."""
+    spelled = {
+        f"{path.relative_to(SOURCES)}: {literal}"
+        for path in SOURCES.rglob("*.py")
+        if path.name != "run_folder.py"
+        for literal in (*RUN_FOLDER_NAMES, "completed", "interrupted", "checkpoints")
+        for quote in "\"'"
+        if f"{quote}{literal}{quote}" in path.read_text()
+    }
+    assert not spelled
+
+
+def test_the_run_folder_module_is_torch_free_and_below_everything():
+    program = (
+        "import sys, recfit.run_folder; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'lightning', 'transformers', 'hydra', 'omegaconf', 'pandas') or m.startswith('recfit.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "['recfit.errors', 'recfit.run_folder']"
+
+
+def test_only_the_launcher_sets_sys_argv():
+    """One way into the Hydra app: recfit.apps.launch; no other module rewrites the command line."""
+    writers = sorted(
+        str(path.relative_to(SOURCES)) for path in SOURCES.rglob("*.py") if "sys.argv = " in path.read_text()
+    )
+    assert writers == ["apps.py"]
+
+
+@pytest.mark.slow
+def test_a_run_is_composed_once(tmp_path, monkeypatch):
+    """recfit.train composed the config three times, `recfit train` twice; now each entry composes once."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    import recfit
+
+    composed = []
+    original = ConfigLoaderImpl.load_configuration
+
+    def counting(self, *args, **kwargs):
+        composed.append(kwargs.get("overrides", args[1] if len(args) > 1 else None))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counting)
+    argv = list(sys.argv)
+    result = recfit.train(
+        ["backbone=none", "model=mf", "trainer.max_epochs=1", f"paths.output_dir={tmp_path}"]
+    )
+    assert result.status == "completed"
+    assert len(composed) == 1, composed
+    assert sys.argv == argv
+    assert result.run_dir.parent == tmp_path / "runs" / "quickstart"

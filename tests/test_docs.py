@@ -12,10 +12,10 @@ import pytest
 from helpers.cli import run_cli
 from helpers.files import REPO
 from recfit.config import compose, validate
-from recfit.config.parent_run import BEST_CHECKPOINT
 from recfit.config.reference import render_reference
 from recfit.config.sweep import is_search_sweep, validate_sweep
 from recfit.errors import ConfigError
+from recfit.run_folder import best_checkpoint
 
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + [REPO / "README.md"]
@@ -100,7 +100,7 @@ def stand_in_paths(overrides: list[str], tmp_path: Path) -> list[str]:
                 values.append(str(stand_in))
             override = f"{key}={','.join(values)}"
         if key == "init_from.path" and not Path(value).expanduser().exists():  # RUN_DIR: a parent's folder
-            checkpoint = tmp_path / "parent" / BEST_CHECKPOINT
+            checkpoint = best_checkpoint(tmp_path / "parent")
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.touch()
             override = f"{key}={checkpoint.parent.parent}"

@@ -63,7 +63,7 @@ def test_a_target_anywhere_in_the_config_is_refused(tmp_path, override, where):
 @pytest.mark.parametrize(
     "name",
     [
-        "recfit.training.run_folder.shutil.copyfile",  # recfit's prefix, shutil's function
+        "recfit.run_folder.os.system",  # recfit's prefix, os's function
         "torch.optim.os.system",
         "os.system",
         "torch.optim",  # a module, not one of the callables
@@ -152,6 +152,26 @@ def test_saved_overrides_are_refused_by_what_they_would_do(tmp_path, override, e
     with pytest.raises(ConfigError, match="refusing to rerun") as caught:
         saved_overrides(run)
     assert expected in str(caught.value)
+
+
+def test_a_run_folder_cannot_turn_on_remote_code(tmp_path, monkeypatch):
+    run = write_run_folder(
+        tmp_path / "run", ["backbone.name_or_path=./model", "backbone.trust_remote_code=true"]
+    )
+    with pytest.raises(ConfigError, match="turns on backbone.trust_remote_code"):
+        saved_overrides(run)
+    monkeypatch.setenv("RECFIT_TRUST_REMOTE_CODE", "1")  # the user's word, not the folder's
+    assert "backbone.trust_remote_code=true" in saved_overrides(run)
+
+
+def test_every_allowed_name_is_one_callable_object():
+    """Each allowed name is `<module>.<attribute>` and names a callable (a typo in the list would
+    otherwise only surface when a run reaches it)."""
+    import importlib
+
+    for name in sorted(ALLOWED_TARGETS):
+        module, _, attribute = name.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attribute)), name
 
 
 def test_saved_experiment_name_cannot_escape(tmp_path):

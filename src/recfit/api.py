@@ -10,13 +10,10 @@ Heavy imports wait until a function is called, so `import recfit` stays cheap.
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from recfit.training.run_folder import RunResult as TrainResult  # torch-free: paths and JSON only
+from recfit.run_folder import RunResult as TrainResult  # torch-free: paths and JSON only
 
 if TYPE_CHECKING:
     from recfit.inference.checkpoint import LoadedRun
@@ -24,70 +21,24 @@ if TYPE_CHECKING:
     from recfit.inference.predict import Predictions
 
 
-def _run_dir(overrides: list[str]) -> Path:
-    """The folder Hydra will create for these overrides (hydra.run.dir resolved now, once)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from recfit.config import conf_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    return Path(OmegaConf.select(cfg, "hydra.run.dir")).absolute()
-
-
 def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
     """Train one run as `recfit train *overrides` would (the same Hydra app, in this process).
 
     Raises RecfitError (one line) for an invalid config or a run that fails on bad input.
     """
-    from recfit.config import compose, validate
-    from recfit.config.domains import expand_domains
-    from recfit.config.launch import SAFE_IN_SWEEPS, started_externally
+    from recfit.apps import launch
     from recfit.errors import RecfitError
-    from recfit.training.run_folder import METRICS_FILE
+    from recfit.run_folder import read_record
 
     overrides = list(overrides)
-    if any(o in ("-m", "--multirun") or o.startswith("--") for o in overrides):
+    if any(o.startswith("-") for o in overrides):
         raise RecfitError("recfit.train runs one job: pass key=value overrides only (no -m or flags)")
-    if any(o.startswith(("resume=", "ckpt_path=", "hydra.run.dir=")) for o in overrides):
+    if any(o.lstrip("+~").startswith(("resume=", "ckpt_path=", "hydra.run.dir=")) for o in overrides):
         raise RecfitError("recfit.train starts new runs only; resume a run with `recfit train resume=auto`")
-    overrides = expand_domains(overrides)  # dataset=[a,b], as `recfit train` expands it
-    cfg = compose(overrides)
-    validate(cfg)
-    strategy = str(cfg.trainer.strategy)
-    if not started_externally() and not strategy.startswith(SAFE_IN_SWEEPS):
-        raise RecfitError(
-            f"recfit.train runs in this process: trainer.strategy={strategy} would re-run your script in "
-            "every rank; use trainer=ddp_cpu or trainer.strategy=ddp_spawn, or `recfit train` from a shell"
-        )
-    run_dir = _run_dir(overrides)
-
-    from recfit.apps import train_app
-
-    saved_argv, root = sys.argv, logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    sys.argv = ["recfit train", *overrides, f"hydra.run.dir={run_dir}"]
-    try:
-        train_app()
-    except SystemExit as stop:
-        if stop.code:
-            record = _read_record(run_dir / METRICS_FILE)
-            raise RecfitError(record.get("error") or f"training failed (exit {stop.code})") from None
-    finally:
-        sys.argv = saved_argv
-        # Hydra pointed the root logger at <run>/train.log: later work in this process is not that run's
-        for handler in root.handlers[:]:
-            if handler not in saved_handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(saved_level)
-    record = _read_record(run_dir / METRICS_FILE)
+    run_dir = launch(overrides, in_process=True)
+    assert run_dir is not None  # a single run always has its folder
+    record = read_record(run_dir)
     return TrainResult(record["status"], record.get("metrics") or {}, run_dir, record)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRun:

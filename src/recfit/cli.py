@@ -34,7 +34,6 @@ Compose a run from one option per group (group=option), then override any key (a
   recfit train --hydra-help       Hydra's own flags
 """
 
-HYDRA_FLAGS = ("--hydra-help", "--cfg", "-c", "--info", "--shell-completion", "-sc")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
@@ -44,7 +43,7 @@ def _fail(message: str) -> None:
 
 
 def _train(arguments: list[str]) -> None:
-    """Check the config before Hydra starts (one clear line on error), then hand over to Hydra."""
+    """Hand over to recfit.apps.launch, which checks the config first (one clear line on error)."""
     from recfit.errors import RecfitError
 
     if "--help" in arguments or "-h" in arguments:
@@ -53,47 +52,12 @@ def _train(arguments: list[str]) -> None:
         groups = "\n".join(f"  {group:<11} {', '.join(options)}" for group, options in list_options().items())
         print(TRAIN_HELP.format(groups=groups))
         return
-    reexecuted = False
-    try:
-        from recfit.config.domains import expand_domains
+    from recfit.apps import launch
 
-        # dataset=[a,b]: Hydra, and the overrides.yaml it writes, see the expanded form
-        arguments = expand_domains(arguments)
+    try:
+        launch(arguments)
     except RecfitError as error:
         _fail(str(error))
-    overrides = [a for a in arguments if not a.startswith("-")]
-    multirun = any(a in MULTIRUN_FLAGS for a in arguments)
-    try:
-        from recfit.config.yaml_guard import check_config_dirs
-
-        check_config_dirs(arguments)
-        if not multirun and any(a.startswith(("resume=", "ckpt_path=")) for a in overrides):
-            from recfit.config.resume import resume_overrides
-
-            arguments = overrides = resume_overrides(overrides)
-        if multirun:
-            from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
-
-            if not is_search_sweep(overrides):  # a search's trials are checked as they start
-                print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
-            else:
-                check_search_sweep(overrides)
-        elif not any(a in HYDRA_FLAGS or a.startswith("--") for a in arguments):
-            from recfit.config import compose, validate
-
-            cfg = compose(overrides)
-            validate(cfg)
-            reexecuted = str(cfg.trainer.strategy).startswith("ddp") and "spawn" not in cfg.trainer.strategy
-    except RecfitError as error:
-        _fail(str(error))
-    from recfit.apps import train_app
-
-    sys.argv = ["recfit train", *arguments]
-    if reexecuted:  # Lightning's ddp re-runs the command line for ranks 1..N-1: give it one that works
-        from recfit.train_entry import reexecute_here
-
-        reexecute_here(arguments)
-    train_app()
 
 
 def _sweep(arguments: list[str]) -> None:

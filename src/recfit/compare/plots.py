@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recfit.compare.atomic import atomic_path
+from recfit.run_folder import CURVES_FILE, atomic_path
 
 FIGURE_INCHES = (8.0, 5.0)
 DPI = 100
@@ -48,9 +48,10 @@ def bar_chart(
 ) -> None:
     """One horizontal bar per row (run or group), with ± std error bars for groups.
 
-    Rows without a value (failed or running runs) are left out of the chart, not drawn as zero.
+    Rows without a finite value (failed or running runs, NaN or inf metrics, named in the table's
+    notes) are left out of the chart, not drawn as zero or as an endless bar.
     """
-    shown = values.notna()
+    shown = pd.Series(np.isfinite(values.to_numpy(dtype=float)), index=values.index)
     labels, values = labels[shown], values[shown]
     figure, axes = _figure()
     positions = np.arange(len(values))
@@ -69,7 +70,7 @@ def read_curve(run_folder: str, metric: str) -> pd.Series | None:
 
     Lightning's CSV log is sparse: each row holds only what was logged at that step.
     """
-    path = Path(run_folder) / "metrics.csv"
+    path = Path(run_folder) / CURVES_FILE
     if not path.is_file():
         return None
     log = pd.read_csv(path)

@@ -39,13 +39,17 @@ def list_options() -> dict[str, list[str]]:
     }
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", with_hydra: bool = False
+) -> DictConfig:
     """Compose `conf/<config_name>.yaml` with command-line style overrides.
 
     `dataset=[a,b]` is expanded first (recfit.config.domains). Raises ConfigError with a one-line
     message for an unknown option, key (also one added with `+`) or wrong type, and for anything that
     would run code recfit does not allow or write outside `paths.output_dir`, in the config or in its
     hydra.* part, which Hydra acts on before recfit's own code starts (recfit.config.targets).
+    `with_hydra` keeps the `hydra` node (run folder, logging, callbacks): the config a Hydra job runs
+    with (recfit.apps.launch).
     """
     overrides = expand_domains(overrides)
     groups = list_options()
@@ -65,8 +69,9 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
         raise ConfigError(_unknown_key_message(unknown, overrides, config_name))
     check_targets(cfg)
     check_hydra_places(cfg.hydra)
-    with open_dict(cfg):
-        del cfg["hydra"]  # the run's own config, as Hydra hands it to the app
+    if not with_hydra:
+        with open_dict(cfg):
+            del cfg["hydra"]  # the run's own config, as Hydra hands it to the app
     return cfg
 
 

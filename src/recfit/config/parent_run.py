@@ -5,14 +5,17 @@ Path logic and JSON only (no torch), so a wrong path is refused before anything 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from recfit.errors import ConfigError
-
-BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
-METRICS_FILE = "metrics.json"
+from recfit.run_folder import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    best_checkpoint,
+    read_record_if_any,
+)
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,18 @@ def find_parent(path: str) -> ParentRun:
     """A run folder (its checkpoints/best.ckpt) or a checkpoint file; ConfigError (one line) otherwise."""
     given = Path(path).expanduser().resolve()
     if given.is_dir():
-        checkpoint = given / BEST_CHECKPOINT
+        checkpoint = best_checkpoint(given)
         if not checkpoint.is_file():
             raise ConfigError(
-                f"init_from.path {path} holds no {BEST_CHECKPOINT} (give a run folder or a .ckpt file)"
+                f"init_from.path {path} holds no {CHECKPOINT_DIR}/{BEST_CHECKPOINT} "
+                "(give a run folder or a .ckpt file)"
             )
         run_dir: Path | None = given
     elif given.is_file():
         checkpoint = given
         folder = given.parent.parent
-        run_dir = folder if given.parent.name == "checkpoints" and (folder / METRICS_FILE).is_file() else None
+        in_run_folder = given.parent.name == CHECKPOINT_DIR and (folder / METRICS_FILE).is_file()
+        run_dir = folder if in_run_folder else None
     else:
         raise ConfigError(f"init_from.path does not exist: {path}")
     return ParentRun(checkpoint=checkpoint, run_dir=run_dir, task=_task_of(run_dir))
@@ -54,8 +59,5 @@ def find_parent(path: str) -> ParentRun:
 def _task_of(run_dir: Path | None) -> str | None:
     if run_dir is None:
         return None
-    try:
-        task = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
+    task = read_record_if_any(run_dir).get("task")
     return task if isinstance(task, str) else None

@@ -7,44 +7,24 @@ process is still alive on this machine.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from pathlib import Path
 
 from recfit.config.compose import compose
 from recfit.config.rerun import saved_overrides
 from recfit.errors import ConfigError
-
-RESUMABLE = ("running", "interrupted")  # a SIGKILLed run never got to change its status from running
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+from recfit.run_folder import RESUMABLE, Status, alive_here, last_checkpoint, read_record_if_any
 
 
 def _key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
-def _status(run_dir: Path) -> dict:
-    metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text()) if metrics.is_file() else {}
-
-
-def _alive_here(record: dict) -> bool:
-    if record.get("host") != socket.gethostname() or not record.get("pid"):
-        return False
-    try:
-        os.kill(int(record["pid"]), 0)
-    except (ProcessLookupError, PermissionError, ValueError):
-        return False
-    return True
-
-
 def newest_unfinished_run(runs_dir: Path) -> Path | None:
     """The newest run folder under `runs_dir` that stopped before completing and has a last.ckpt."""
-    candidates = sorted((p for p in runs_dir.glob("*") if (p / LAST_CHECKPOINT).is_file()), reverse=True)
+    candidates = sorted((p for p in runs_dir.glob("*") if last_checkpoint(p).is_file()), reverse=True)
     for folder in candidates:
-        record = _status(folder)
-        if record.get("status") in RESUMABLE and not _alive_here(record):
+        record = read_record_if_any(folder)
+        if record.get("status") in RESUMABLE and not alive_here(record):
             return folder
     return None
 
@@ -65,13 +45,13 @@ def resume_overrides(arguments: list[str]) -> list[str]:
         found = newest_unfinished_run(runs_dir)
         if found is None:
             raise ConfigError(f"resume=auto: no unfinished run with a checkpoint under {runs_dir}")
-        run_dir, checkpoint = found.resolve(), (found / LAST_CHECKPOINT).resolve()
+        run_dir, checkpoint = found.resolve(), last_checkpoint(found).resolve()
     else:
         return arguments
-    record = _status(run_dir)
-    if record.get("status") == "completed":
+    record = read_record_if_any(run_dir)
+    if record.get("status") == Status.completed:
         raise ConfigError(f"{run_dir} has completed; a finished run is never resumed (use recfit rerun)")
-    if _alive_here(record):
+    if alive_here(record):
         raise ConfigError(f"{run_dir} is still running (process {record['pid']}); stop it before resuming")
     kept = [a for a in arguments if _key(a) not in ("resume", "ckpt_path")]
     return [*saved_overrides(run_dir), *kept, f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]

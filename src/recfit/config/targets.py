@@ -7,7 +7,7 @@ inside the value of `trainer.limit_test_batches` is built along with the Trainer
 logging config calls `class` and `()` and follows `ext://`. So every one of those, anywhere in the
 composed config (hydra.* included, after resolving interpolations such as `${oc.create:...}`), must
 be an allowed callable, named exactly as listed: a name is looked up in this table as a whole,
-never by prefix, so `recfit.training.run_folder.shutil.copyfile` (shutil.copyfile, reached through a
+never by prefix, so `recfit.run_folder.os.system` (os.system, reached through a
 module that imports it) is refused. Each allowed name is `<module>.<attribute>`, so it names one
 object: that attribute of that module, which Hydra imports and no other.
 

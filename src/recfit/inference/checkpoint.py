@@ -8,15 +8,15 @@ do not name users or items by ID are loaded (see `recfit.inference.transfer`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from recfit import run_folder
 from recfit.errors import ConfigError, RecfitError
-from recfit.training.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, METRICS_FILE
+from recfit.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, Status
 
 # Dataset keys that change how data is served, not which users and items exist.
 SERVING_KEYS = ("batch_size", "eval_batch_size", "num_workers", "split_seed")
@@ -51,17 +51,9 @@ class LoadedRun:
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """metrics.json of a completed run that has a best checkpoint, or one line saying why not."""
-    if not run_dir.is_dir():
-        raise RecfitError(f"no such run folder: {run_dir}")
-    path = run_dir / METRICS_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecfitError(f"{run_dir} is not a run folder (no {METRICS_FILE})") from None
-    except (OSError, ValueError) as error:
-        raise RecfitError(f"cannot read {path}: {error}") from None
+    record = run_folder.read_record(run_dir)
     status = record.get("status")
-    if status != "completed":
+    if status != Status.completed:
         error = f": {record['error']}" if record.get("error") else ""
         raise RecfitError(f"run {run_dir} did not complete (status {status}{error}); nothing to load")
     return record

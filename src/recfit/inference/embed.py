@@ -29,7 +29,7 @@ def export_item_vectors(loaded: Any, output: Path) -> Path:
     import pandas as pd
 
     from recfit.models.dot_product import DotProductRecommender
-    from recfit.training.run_folder import replace_atomic
+    from recfit.run_folder import replace_atomic
 
     if not isinstance(loaded.recommender, DotProductRecommender):
         raise RecfitError(

@@ -15,8 +15,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from recfit.training.run_folder import (
+from recfit.config.record import run_identity
+from recfit.run_folder import (
+    CONFIG_FILE,
+    HYDRA_DIR,
     METRICS_FILE,
+    OVERRIDES_FILE,
     PER_USER_FILE,
     RunResult,
     Status,
@@ -26,6 +30,7 @@ from recfit.training.run_folder import (
     now_iso,
     write_json_atomic,
     write_parquet_atomic,
+    write_text_atomic,
 )
 
 EVALS_DIR = "evals"
@@ -48,10 +53,9 @@ def new_eval_dir(output_dir: str, experiment: str) -> Path:
 
 
 def _write_config(folder: Path, cfg: Any, overrides: list[str]) -> None:
-    hydra_dir = folder / ".hydra"
-    hydra_dir.mkdir()
-    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    (folder / HYDRA_DIR).mkdir()
+    write_text_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(folder / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 
 def _test_loop(loaded: Any, folder: Path) -> tuple[dict[str, float | None], dict[str, Any]]:
@@ -85,7 +89,7 @@ def evaluate(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cfg = loaded.cfg
     folder = new_eval_dir(cfg.paths.output_dir, cfg.experiment_name)
     _write_config(folder, cfg, loaded.overrides)
-    record = new_record(cfg, folder)
+    record = new_record(folder, run_identity(cfg))
     record.update(
         started_at=started_at,  # loading the model and data counts as part of the evaluation
         kind="eval",

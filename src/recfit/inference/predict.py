@@ -313,7 +313,7 @@ def predict_frame(
 
 def write_predictions(frame: pd.DataFrame, output: Path) -> Path:
     """Write the predictions CSV atomically (a reader never sees half a file)."""
-    from recfit.training.run_folder import replace_atomic
+    from recfit.run_folder import replace_atomic
 
     output = output.expanduser()
     if not output.parent.is_dir():

@@ -72,6 +72,6 @@ class Ctr(Task):
         self, metrics: torchmetrics.MetricCollection, row_user_metric: Any
     ) -> dict[str, torch.Tensor]:
         values = super().compute(metrics, row_user_metric)
-        values["gauc"] = row_user_metric.compute()
+        values.update(row_user_metric.compute_all())  # gauc (RecBole) and gauc_rows
         row_user_metric.reset()
         return values

@@ -43,11 +43,12 @@ REGRESSION = (RMSE, MAE)
 
 # binary labels, from predicted probabilities
 AUC = Metric("auc")
-GAUC = Metric("gauc")  # AUC per user, averaged with weights = the user's rows
+GAUC = Metric("gauc")  # AUC per user, averaged with weights = the user's positive rows (RecBole)
+GAUC_ROWS = Metric("gauc_rows")  # AUC per user, averaged with weights = the user's rows
 LOGLOSS = Metric("logloss", smaller=True, per_row="logloss")
 ACCURACY = Metric("accuracy", per_row="correct")
 F1 = Metric("f1")
-BINARY = (AUC, GAUC, LOGLOSS, ACCURACY, F1)
+BINARY = (AUC, GAUC, GAUC_ROWS, LOGLOSS, ACCURACY, F1)
 
 # several classes, from logits: accuracy (micro) and F1 (macro)
 CLASSIFICATION = (ACCURACY, F1)

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
 
-from recfit.training.loggers import CONFIG_TREE_FILE
-from recfit.training.run_folder import replace_atomic
+from recfit.run_folder import CONFIG_TREE_FILE, write_text_atomic
 
 # The groups a reader looks for first; the other top-level keys follow in the config's own order.
 FIRST = ("experiment_name", "seed", "backbone", "dataset", "split", "task", "model", "loss", "optimizer")
@@ -53,7 +52,7 @@ def show_config(cfg: DictConfig, run_dir: Path, quiet: bool) -> None:
     buffer = io.StringIO()
     Console(file=buffer, width=110, color_system=None, force_terminal=False).print(tree)
     text = buffer.getvalue()
-    replace_atomic(run_dir / CONFIG_TREE_FILE, lambda temporary: Path(temporary).write_text(text))
+    write_text_atomic(run_dir / CONFIG_TREE_FILE, text)
     if not quiet:
         Console().print(tree)
 

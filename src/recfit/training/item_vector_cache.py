@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,14 +32,13 @@ from safetensors.torch import save_file
 
 from recfit.models.backbone import Backbone
 from recfit.models.two_tower import TwoTower
-from recfit.training.run_folder import replace_atomic
+from recfit.run_folder import replace_atomic
 
 log = logging.getLogger(__name__)
 
 CACHE_SUBDIR = Path("cache") / "item_vectors"
 KEY_FORMAT = 1  # bump when the key's recipe changes, so old files are never mistaken for new ones
 LOCK_TIMEOUT_S = 3600.0  # a job waits this long for another to finish encoding, then encodes itself
-FILE_MODE = 0o644  # shared by every run, and by the users of a shared data folder
 TENSOR = "vectors"
 
 
@@ -117,11 +115,9 @@ def write_vectors(path: Path, vectors: torch.Tensor, description: dict[str, str]
     metadata = {**description, "sha256": _vectors_checksum(vectors)}
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(temporary: str) -> None:
-        save_file({TENSOR: vectors}, temporary, metadata=metadata)
-        os.chmod(temporary, FILE_MODE)  # mkstemp made it private to this user
-
-    replace_atomic(path, save)
+    # replace_atomic leaves the file readable by all (0644): the cache is shared by every run, and by
+    # the users of a shared data folder
+    replace_atomic(path, lambda temporary: save_file({TENSOR: vectors}, temporary, metadata=metadata))
 
 
 def load_or_compute(recommender: TwoTower, item_batches, cache_dir: Path | None, num_items: int) -> str:

@@ -12,8 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.schema import CSVLoggerConfig
-
-CONFIG_TREE_FILE = "config_tree.txt"
+from recfit.run_folder import CONFIG_TREE_FILE
 
 
 def mlflow_metric_name(name: str) -> str:

@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from recfit.training.run_folder import write_parquet_atomic
+from recfit.run_folder import write_parquet_atomic
 
 Table = dict[str, np.ndarray]
 

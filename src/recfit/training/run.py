@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from recfit.config.multitask import fixed_weights, monitor_key
+from recfit.config.record import run_identity
 from recfit.config.schema import Modality, ModelName
 from recfit.data.configured import data_source, loading
 from recfit.data.datamodule import BatchInputs, BatchPlan, RecDataModule
@@ -33,6 +34,23 @@ from recfit.models.declarations import declaration
 from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layers
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
+from recfit.run_folder import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    PER_USER_FILE,
+    RUN_INFO_FILE,
+    RunResult,
+    Status,
+    clean_metrics,
+    describe,
+    new_record,
+    now_iso,
+    replace_atomic,
+    write_json_atomic,
+)
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import console, run_info
 from recfit.training.checkpoint_state import load_state_dict
@@ -45,19 +63,6 @@ from recfit.training.module import RecModule
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
-from recfit.training.run_folder import (
-    CHECKPOINT_DIR,
-    METRICS_FILE,
-    PER_USER_FILE,
-    RunResult,
-    Status,
-    clean_metrics,
-    describe,
-    new_record,
-    now_iso,
-    replace_atomic,
-    write_json_atomic,
-)
 from recfit.training.targets import targets_of
 from recfit.training.throughput import TrainThroughput
 
@@ -212,7 +217,6 @@ def build(cfg: DictConfig) -> Built:
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)
 
 
-CURVES_FILE = "metrics.csv"
 RUN_INFO_FROM_RECORD = ("data", "data_sha256", "skipped_rows", "init_from")  # copied into run_info.json
 
 
@@ -270,7 +274,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     monitor = monitor_key(cfg)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
-        filename="best",
+        filename=Path(BEST_CHECKPOINT).stem,
         monitor=monitor,
         mode=cfg.task.mode.value,
         auto_insert_metric_name=False,
@@ -281,7 +285,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     last = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
     )
-    interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / "last.ckpt"))
+    last.CHECKPOINT_NAME_LAST = Path(LAST_CHECKPOINT).stem
+    interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT))
     # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
     throughput = TrainThroughput()
@@ -338,7 +343,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
 def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     """Run one training job into `run_dir`; metrics.json and run_info.json say how it ended, always."""
     started = time.time()
-    record = new_record(cfg, run_dir)
+    record = new_record(run_dir, run_identity(cfg))
     info = run_info.collect(cfg)
     path = run_dir / METRICS_FILE
     # DDP ranks 1..N-1 started as whole commands (ddp, torchrun, SLURM) train alongside but write nothing
@@ -369,6 +374,6 @@ def _write_outcome(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) 
     write_json_atomic(run_dir / METRICS_FILE, record)
     outcome = {key: record.get(key) for key in ("status", "started_at", "finished_at", "duration_s")}
     write_json_atomic(
-        run_dir / run_info.RUN_INFO_FILE,
+        run_dir / RUN_INFO_FILE,
         {**info, **{key: record.get(key) for key in RUN_INFO_FROM_RECORD}, **outcome},
     )

@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from recfit.data.tables import RecData
 
-RUN_INFO_FILE = "run_info.json"
 PACKAGES = ("recfit", "torch", "lightning", "transformers", "hydra-core", "omegaconf", "numpy", "pandas")
 
 

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from recfit.config.sweep import expand_sweep, is_search_sweep
-from recfit.errors import ConfigError
-from recfit.training.run_folder import METRICS_FILE, Status
+from recfit.errors import ConfigError, RecfitError
+from recfit.run_folder import Status, status_of
 from recfit.training.sweep_summary import write_summary
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS_DIR = ".attempts"  # earlier attempts of re-run jobs are moved here, never deleted
-
-
-def _status(folder: Path) -> str | None:
-    metrics = folder / METRICS_FILE
-    return json.loads(metrics.read_text()).get("status") if metrics.is_file() else None
 
 
 def pending_jobs(sweep_dir: Path) -> tuple[list[list[str]], list[int]]:
@@ -34,12 +27,12 @@ def pending_jobs(sweep_dir: Path) -> tuple[list[list[str]], list[int]]:
     if is_search_sweep(arguments):
         raise ConfigError("an Optuna sweep cannot be resumed job by job; start a new search instead")
     jobs = expand_sweep(arguments)
-    return jobs, [n for n in range(len(jobs)) if _status(sweep_dir / str(n)) != Status.completed]
+    return jobs, [n for n in range(len(jobs)) if status_of(sweep_dir / str(n)) != Status.completed]
 
 
 def resume_sweep(sweep_dir: Path, extra_overrides: list[str]) -> int:
     """Re-run each failed, interrupted or missing job into its own numbered folder; returns an exit code."""
-    from recfit.apps import train_app
+    from recfit.apps import launch
 
     jobs, pending = pending_jobs(sweep_dir)
     print(f"{sweep_dir}: {len(jobs) - len(pending)} of {len(jobs)} jobs completed; re-running {pending}")
@@ -50,13 +43,13 @@ def resume_sweep(sweep_dir: Path, extra_overrides: list[str]) -> int:
             attempts = sweep_dir / ATTEMPTS_DIR
             attempts.mkdir(exist_ok=True)
             folder.rename(attempts / f"{number}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}")
-        sys.argv = ["recfit train", *jobs[number], *extra_overrides, f"hydra.run.dir={folder}"]
         try:
-            train_app()
-        except SystemExit as exit_:
-            if exit_.code:
-                failed.append(number)
-        if _status(folder) != Status.completed and number not in failed:
+            launch([*jobs[number], *extra_overrides, f"hydra.run.dir={folder}"], in_process=True)
+        except RecfitError as error:  # the job's one line was printed; metrics.json, if any, says why
+            log.error("job %d: %s", number, error)
+        except Exception:  # a bug in one job never stops the others
+            log.exception("job %d failed", number)
+        if status_of(folder) != Status.completed:
             failed.append(number)
     write_summary(sweep_dir)
     print(f"resumed {len(pending)} jobs: {len(pending) - len(failed)} completed, failed: {failed or 'none'}")

@@ -7,7 +7,6 @@ A Hydra callback, so it works the same under every launcher (basic, joblib, subm
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from recfit.training.run_folder import METRICS_FILE, Status, replace_atomic
+from recfit.run_folder import OVERRIDES_FILE, Status, read_record_if_any, replace_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +33,16 @@ def job_folders(sweep_dir: Path) -> list[Path]:
 
 
 def _row(folder: Path) -> dict[str, Any]:
-    overrides_file = folder / ".hydra" / "overrides.yaml"
+    overrides_file = folder / OVERRIDES_FILE
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     row: dict[str, Any] = {
         "job": int(folder.name),
         "overrides": " ".join(overrides or []),
         "run_dir": str(folder),
     }
-    metrics_file = folder / METRICS_FILE
-    if not metrics_file.is_file():
+    record = read_record_if_any(folder)
+    if not record:
         return {**row, "status": Status.running}
-    record = json.loads(metrics_file.read_text())
     monitor = record.get("monitor")
     return {
         **row,
