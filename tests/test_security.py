@@ -174,6 +174,19 @@ def test_every_allowed_name_is_one_callable_object():
         assert callable(getattr(importlib.import_module(module), attribute)), name
 
 
+def test_a_sweep_folder_is_checked_like_a_run_folder(tmp_path):
+    from recfit.training.sweep_resume import pending_jobs
+
+    overrides = ["seed=1,2", "+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so"]
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": overrides}}}))
+    with pytest.raises(ConfigError, match="sets Hydra's own hydra.job.env_set.LD_PRELOAD"):
+        pending_jobs(tmp_path)
+    overrides[1] = f"trainer.limit_val_batches={copy_attack(tmp_path / 'copied')}"
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": overrides}}}))
+    with pytest.raises(ConfigError, match="points trainer.limit_val_batches._target_ at untrusted code"):
+        pending_jobs(tmp_path)
+
+
 def test_saved_experiment_name_cannot_escape(tmp_path):
     run = write_run_folder(tmp_path / "run", ["experiment_name=../../../escaped"])
     with pytest.raises(ConfigError, match="would write outside paths.output_dir"):

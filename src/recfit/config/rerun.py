@@ -45,6 +45,12 @@ def saved_overrides(run_dir: Path) -> list[str]:
         overrides = yaml.safe_load(check_yaml_file(file))
     except yaml.YAMLError as error:
         raise ConfigError(f"cannot read {file}: {str(error).splitlines()[0]}") from None
+    return checked_overrides(overrides, file)
+
+
+def checked_overrides(overrides: Any, file: Path) -> list[str]:
+    """`overrides` read from `file` (a run or sweep folder), refused in one line if any could run code
+    or act on Hydra itself; the original run's place keys are left out."""
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{file} is not a list of overrides")
     kept = []
