@@ -509,11 +509,12 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("recfit: error: no run folders")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     # a fresh interpreter: compare, with every feature that imports something, loads no heavy library
+    # (the torch-free task registry, recfit.tasks, tells it each metric's direction)
     script = (
         "import sys; from recfit.compare.cli import run; "
         "code = run(sys.argv[1:]); heavy = ('torch', 'transformers', 'lightning', 'hydra', 'omegaconf'); "
         "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or "
-        "(m.startswith('recfit.') and not m.startswith('recfit.compare') "
+        "(m.startswith('recfit.') and not m.startswith(('recfit.compare', 'recfit.tasks')) "
         "and m not in ('recfit.errors', 'recfit.run_folder'))]; "
         "print(code, loaded)"
     )

@@ -15,7 +15,6 @@ from torchmetrics.retrieval import (
     RetrievalRecall,
 )
 
-from recfit.config.schema import LossName, TaskName
 from recfit.evaluation.pointwise import (
     LOGLOSS_CLIP,
     GroupAUC,
@@ -25,7 +24,8 @@ from recfit.evaluation.pointwise import (
     per_row_values,
 )
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
-from recfit.training.losses import in_batch_softmax, task_loss
+from recfit.tasks.registry import make_task
+from recfit.training.losses import in_batch_softmax
 
 
 def reference(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
@@ -251,7 +251,7 @@ def test_logq_correction_subtracts_log_frequency():
 
 def test_bpr_loss():
     positive, negative = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
-    loss = task_loss(TaskName.ranking, LossName.bpr, (positive, negative), torch.zeros(2), 1.0)
+    loss = make_task("ranking", loss="bpr").loss_value((positive, negative), torch.zeros(2), None)
     expected = -(torch.sigmoid(torch.tensor(1.0)).log() + torch.sigmoid(torch.tensor(-1.0)).log()) / 2
     torch.testing.assert_close(loss, expected)
 
