@@ -15,7 +15,7 @@ from recfit.data.datamodule import Catalogue
 from recfit.errors import TrainingDivergedError
 from recfit.evaluation import pointwise
 from recfit.evaluation.pointwise import per_row_values
-from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
+from recfit.evaluation.ranking import ScoreBuffer, SeenPairs, ranking_metrics, top_k_candidates, top_k_items
 from recfit.training.domains import DomainLayout, DomainMetrics, mask_other_domains, top_k_within_domains
 from recfit.training.losses import task_loss
 from recfit.training.multitask import MultiTaskObjective
@@ -68,6 +68,7 @@ class RecModule(pl.LightningModule):
         self.catalogue_batch_size = catalogue_batch_size
         self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
+        self.score_buffer = ScoreBuffer()  # full ranking: score memory reused across batches
         self.ranked_items: torch.Tensor | None = None
         use_logq = (
             self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
@@ -192,17 +193,18 @@ class RecModule(pl.LightningModule):
                     users,
                     self.user_domain[batch["user"]],
                     self.catalogue,
-                    batch["seen_items"],
+                    SeenPairs.of(batch["seen_pairs"]),
                     depth,
                     self.domains.item_ranges(),
                     self.ranked_items,
                 )
             elif self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
-                no_exclusions = batch["seen_items"][:, :0]
+                no_exclusions = SeenPairs.of(batch["seen_pairs"][:, :0])
                 local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
                 top = self.ranked_items[local]
             else:
-                top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
+                exclude = SeenPairs.of(batch["seen_pairs"])
+                top = top_k_items(users, self.catalogue, exclude, depth, buffer=self.score_buffer)
             values = ranking_metrics(top, batch["target_items"], self.topk)
             for name, per_user in values.items():
                 metrics[name].update(
@@ -291,6 +293,7 @@ class RecModule(pl.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))
         self.metrics[stage].reset()
         self.catalogue = None
+        self.score_buffer = ScoreBuffer()  # the epoch's score memory is released
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
