@@ -269,3 +269,12 @@ def test_l2_penalty_covers_only_the_batch_rows():
         + model.item_bias.weight[[1, 1], 0] ** 2
     ).mean()
     torch.testing.assert_close(model.l2_penalty(batch), expected)
+
+
+def test_the_run_summary_prints_an_undefined_metric_as_nan(capsys, tmp_path):
+    from recfit.report import print_metrics
+
+    print_metrics({"val/auc": None, "test/auc": 0.75, "val/gauc": 0.5}, tmp_path, "completed", 1.0)
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "auc" in line}
+    assert "NaN" in lines["auc"] and "0.7500" in lines["auc"]
+    assert "NaN" not in lines["gauc"]  # test/gauc was not reported at all: blank
