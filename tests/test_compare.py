@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -508,11 +509,12 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("recfit: error: no run folders")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     # a fresh interpreter: compare, with every feature that imports something, loads no heavy library
+    # (the torch-free task registry, recfit.tasks, tells it each metric's direction)
     script = (
         "import sys; from recfit.compare.cli import run; "
         "code = run(sys.argv[1:]); heavy = ('torch', 'transformers', 'lightning', 'hydra', 'omegaconf'); "
         "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or "
-        "(m.startswith('recfit.') and not m.startswith('recfit.compare') "
+        "(m.startswith('recfit.') and not m.startswith(('recfit.compare', 'recfit.tasks')) "
         "and m not in ('recfit.errors', 'recfit.run_folder'))]; "
         "print(code, loaded)"
     )
@@ -622,6 +624,10 @@ def test_nan_and_inf_metrics_are_named_not_averaged_into_inf(tmp_path):
     assert "test/auc is NaN (undefined) in 1 run (b): left out of means, std and tests" in payload["notes"]
     code, out, _ = compare(tmp_path, *metrics, "--format", "markdown")
     assert code == 0 and "| inf |" in out  # the run itself shows its value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about an endless bar
+        code, _, err = compare(tmp_path, *metrics, "--plot", tmp_path / "bars.png")  # inf: no bar drawn
+    assert code == 0 and (tmp_path / "bars.png").is_file(), err
 
 
 def test_floats_show_four_significant_digits(tmp_path):

@@ -15,7 +15,6 @@ from torchmetrics.retrieval import (
     RetrievalRecall,
 )
 
-from recfit.config.schema import LossName, TaskName
 from recfit.evaluation.pointwise import (
     LOGLOSS_CLIP,
     GroupAUC,
@@ -25,7 +24,8 @@ from recfit.evaluation.pointwise import (
     per_row_values,
 )
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
-from recfit.training.losses import in_batch_softmax, task_loss
+from recfit.tasks.registry import make_task
+from recfit.training.losses import in_batch_softmax
 
 
 def reference(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
@@ -297,7 +297,7 @@ def test_logq_correction_subtracts_log_frequency():
 
 def test_bpr_loss():
     positive, negative = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
-    loss = task_loss(TaskName.ranking, LossName.bpr, (positive, negative), torch.zeros(2), 1.0)
+    loss = make_task("ranking", loss="bpr").loss_value((positive, negative), torch.zeros(2), None)
     expected = -(torch.sigmoid(torch.tensor(1.0)).log() + torch.sigmoid(torch.tensor(-1.0)).log()) / 2
     torch.testing.assert_close(loss, expected)
 
@@ -315,3 +315,12 @@ def test_l2_penalty_covers_only_the_batch_rows():
         + model.item_bias.weight[[1, 1], 0] ** 2
     ).mean()
     torch.testing.assert_close(model.l2_penalty(batch), expected)
+
+
+def test_the_run_summary_prints_an_undefined_metric_as_nan(capsys, tmp_path):
+    from recfit.report import print_metrics
+
+    print_metrics({"val/auc": None, "test/auc": 0.75, "val/gauc": 0.5}, tmp_path, "completed", 1.0)
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "auc" in line}
+    assert "NaN" in lines["auc"] and "0.7500" in lines["auc"]
+    assert "NaN" not in lines["gauc"]  # test/gauc was not reported at all: blank

@@ -194,6 +194,8 @@ def test_a_per_user_file_that_is_not_parquet_shows_the_run_unreadable_and_keeps_
         assert rows["torn"][NDCG] is not None  # its metrics.json still shows
         assert rows["good"][f"{NDCG} p"] is not None
         assert any("torn/per_user.parquet is unreadable" in note for note in payload["notes"])
+        if test == "bootstrap":  # too few seeds for its intervals: said in one line
+            assert sum(note.startswith("warning: fewer than 10 seeds") for note in payload["notes"]) == 1
     code, out, err = compare(tmp_path, "--baseline", "torn", "--test", "users", "--format", "json")
     assert code == 0, err
     rows = {row["run"]: row for row in json.loads(out)["rows"]}

@@ -79,7 +79,7 @@ keys (--filter, --group-by, --plot-param):
              CI. Any metric. A row with fewer than 3 seeds gets a one-line warning; one run on each
              side cannot be tested.
   bootstrap  hierarchical bootstrap: each row's seeds resampled, then the test users (paired): seed
-             and user variance. Needs about 10 seeds per row for its CI to hold.
+             and user variance. Needs 10-20 seeds per row: with fewer its CI is too narrow (warned).
   users      paired t-test over users of seed-averaged per-user values (per_user.parquet: ndcg@10 for
              test/ndcg@10, squared_error for test/rmse, abs_error for test/mae, logloss for
              test/logloss, correct for test/accuracy) and a paired bootstrap CI over users. Ignores
@@ -308,7 +308,7 @@ def _explain_test(significance: Any, arguments: argparse.Namespace) -> str:
     if significance.test == "bootstrap":
         return (
             f"delta = row - baseline, mean over seeds and users of per_user.parquet {units}; p and 95% CI: "
-            f"hierarchical bootstrap, seeds then users ({resampling}); needs about 10 seeds per row"
+            f"hierarchical bootstrap, seeds then users ({resampling})"
         )
     return (
         f"delta = row - baseline, mean over users of seed-averaged per_user.parquet {units}; p: paired "
