@@ -17,19 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-class TaskName(str, Enum):
-    rating = "rating"
-    ctr = "ctr"
-    ranking = "ranking"
-    text_classification = "text_classification"
-
-
-class LossName(str, Enum):
-    mse = "mse"
-    bce = "bce"
-    cross_entropy = "cross_entropy"
-    bpr = "bpr"
+from recfit.tasks.names import LossName, TaskName
 
 
 class ModelName(str, Enum):
@@ -221,6 +209,7 @@ class MovieLens1MReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.movielens.read_movielens_1m"
     path: str | None = None  # folder with ratings.dat, movies.dat, users.dat; null = download
     download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+    on_bad_rows: BadRowsPolicy = BadRowsPolicy.error  # error: refuse a file with bad rows; skip: drop, count
 
 
 @dataclass
@@ -234,6 +223,7 @@ class RecBoleReaderConfig(ReaderConfig):
     path: str = MISSING  # folder holding <name>.inter (and .item, .user)
     name: str | None = None  # file stem; null = the folder's name
     text_fields: list[str] | None = None  # item fields joined into the item text; null = title
+    on_bad_rows: BadRowsPolicy = BadRowsPolicy.error  # error: refuse a file with bad rows; skip: drop, count
 
 
 @dataclass
@@ -417,6 +407,23 @@ class InitFromConfig:
     parts: list[TransferPart] = field(default_factory=lambda: list(TransferPart))  # what carries over
 
 
+class CheckpointKeep(str, Enum):
+    """Which checkpoints a completed run keeps (an unfinished run always keeps last.ckpt to resume from)."""
+
+    best = "best"
+    last = "last"
+    both = "both"
+    none = "none"
+
+
+@dataclass
+class CheckpointConfig:
+    """What checkpoints hold and which of them outlive the run."""
+
+    keep: CheckpointKeep = CheckpointKeep.best  # best | last | both | none: kept once the run completes
+    save_frozen: bool = False  # true: frozen backbone weights in every checkpoint, not a verified reference
+
+
 @dataclass
 class TaskWeightsConfig:
     """Fixed loss weights of a multi-task run, one key per task that can take part."""
@@ -447,6 +454,7 @@ class TrainConfig:
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # what checkpoints hold and keep
     tasks: list[TaskName] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
     task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
     task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
