@@ -603,7 +603,7 @@ def test_configs_are_compared_after_resolving_interpolations(tmp_path):
     assert [key for key in row if "." in key or key in ("lr", "env")] == ["lr"]  # only what really differs
     write_run(tmp_path / "other", metrics={NDCG: 0.3}, config={**saved, "paths": {"data_dir": "elsewhere"}})
     keys = [key for key in compare_json(tmp_path)["rows"][0] if key.startswith("dataset.")]
-    assert keys == ["dataset.reader.download_dir"]  # elsewhere vs data: a real difference
+    assert keys == ["dataset.download_dir"]  # elsewhere vs data: a real difference
 
 
 def test_nan_and_inf_metrics_are_named_not_averaged_into_inf(tmp_path):
