@@ -16,6 +16,7 @@ from recfit.evaluation.ranking import ScoreBuffer, SeenPairs, top_k_candidates, 
 from recfit.tasks.base import Task
 from recfit.tasks.registry import make_task
 from recfit.training.domains import DomainLayout, DomainMetrics, top_k_within_domains
+from recfit.training.frozen_reference import FrozenWeights, restore_into
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
@@ -110,6 +111,7 @@ class RecModule(pl.LightningModule):
         # rank: DDP must not broadcast them, possibly gigabytes, from rank 0 at every step
         self._ddp_params_and_buffers_to_ignore = non_persistent_buffers(self)
         self.sum_dtype = torch.float64
+        self.frozen_weights: FrozenWeights | None = None  # set by a training run: checkpoints reference them
 
     def _column(self, values: torch.Tensor, column: int) -> torch.Tensor:
         """Task `column`'s share of outputs or targets: [B, T] with several tasks, the whole with one."""
@@ -140,6 +142,13 @@ class RecModule(pl.LightningModule):
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"])
         )
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.frozen_weights is not None:
+            self.frozen_weights.strip(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_into(self, checkpoint)
 
     def configure_optimizers(self):
         total = total_optimizer_steps(self.trainer, self.train_batches)
