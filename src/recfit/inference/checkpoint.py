@@ -84,7 +84,7 @@ def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictCon
                 f"use `recfit rerun {run_dir} ...` to train another"
             )
     if cfg.task.name != original.task.name:
-        raise ConfigError(f"task.name cannot change from '{original.task.name.value}' for a trained model")
+        raise ConfigError(f"task.name cannot change from '{original.task.name}' for a trained model")
     validate(cfg)
     return original, cfg, combined
 
