@@ -359,6 +359,23 @@ class InitFromConfig:
     parts: list[TransferPart] = field(default_factory=lambda: list(TransferPart))  # what carries over
 
 
+class CheckpointKeep(str, Enum):
+    """Which checkpoints a completed run keeps (an unfinished run always keeps last.ckpt to resume from)."""
+
+    best = "best"
+    last = "last"
+    both = "both"
+    none = "none"
+
+
+@dataclass
+class CheckpointConfig:
+    """What checkpoints hold and which of them outlive the run."""
+
+    keep: CheckpointKeep = CheckpointKeep.best  # best | last | both | none: kept once the run completes
+    save_frozen: bool = False  # true: frozen backbone weights in every checkpoint, not a verified reference
+
+
 @dataclass
 class TaskWeightsConfig:
     """Fixed loss weights of a multi-task run, one key per task that can take part."""
@@ -389,6 +406,7 @@ class TrainConfig:
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # what checkpoints hold and keep
     tasks: list[str] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
     task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
     task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
