@@ -136,16 +136,21 @@ def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp
     assert_one_line_error(result, f"the frozen weights of {pretrained} do not match the checkpoint's (sha256")
 
 
-def test_eval_reproduces_the_run_without_reencoding(pretrained, tmp_path):
+def test_eval_reproduces_the_run_without_reencoding(pretrained, tmp_path, monkeypatch):
     """freeze=all: eval reads the item vectors from the cache and gets the run's own test metrics."""
     import recfit
+    from recfit.models.two_tower import TwoTower
 
     record = train(tmp_path, *backbone(pretrained, "all"))
     assert record["item_vector_cache"] == "miss"
     best = torch.load(Path(record["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)
     assert not any(name.startswith("recommender.backbone.") for name in best["state_dict"])
+    encoded = []  # every time the catalogue goes through the backbone (the real method still runs)
+    encode = TwoTower.cache_item_features
+    monkeypatch.setattr(TwoTower, "cache_item_features", lambda self, b: encoded.append(1) or encode(self, b))
     loaded = recfit.load_run(record["run_dir"])
     assert loaded.recommender.cached_features.numel() > 0
+    assert not encoded  # the verified frozen backbone is the one the cached vectors came from
     result = recfit.evaluate(record["run_dir"])
     assert {k: v for k, v in result.metrics.items() if k.startswith("test/")} == {
         k: v for k, v in record["metrics"].items() if k.startswith("test/")
