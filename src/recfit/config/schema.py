@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from recfit.tasks.names import LossName, TaskName
+from recfit.tasks.names import LossName, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
 
 
 class ModelName(str, Enum):
@@ -292,7 +292,7 @@ class MultiDomainDatasetConfig(DatasetConfig):
 
 @dataclass
 class TaskConfig:
-    name: TaskName = MISSING  # what is predicted
+    name: str = MISSING  # what is predicted: a registered task (recfit.tasks), e.g. rating or ranking
     metric: str = MISSING  # model-selection metric, without the val/ prefix
     mode: Mode = Mode.max  # whether a higher or lower metric is better
     topk: list[int] = field(default_factory=lambda: [10, 20])  # cut-offs for ranking metrics
@@ -455,7 +455,7 @@ class TrainConfig:
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # what checkpoints hold and keep
-    tasks: list[TaskName] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
+    tasks: list[str] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
     task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
     task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
 

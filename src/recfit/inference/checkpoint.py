@@ -97,7 +97,7 @@ def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictCon
         # the run's checkpoint holds whatever it took from a parent run: the parent's folder may be gone
         composed.init_from.path = None
     if cfg.task.name != original.task.name:
-        raise ConfigError(f"task.name cannot change from '{original.task.name.value}' for a trained model")
+        raise ConfigError(f"task.name cannot change from '{original.task.name}' for a trained model")
     validate(cfg)
     return original, cfg, combined
 
