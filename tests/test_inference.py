@@ -153,7 +153,9 @@ def test_eval_reproduces_the_run_test_metrics_into_a_folder_compare_reads(traine
     assert str(folder) in out.replace("\n", "")
     assert tree_digest(trained.run_dir) == before_run  # the evaluated run is left as it was
 
-    code, out, err = run_cli(capsys, "compare", str(outputs), "--metric", "test/ndcg@10", "--format", "csv")
+    code, out, err = run_cli(
+        capsys, "compare", str(outputs), "--metric", "test/ndcg@10", "--format", "csv", "--include-evals"
+    )
     assert code == 0, err
     table = pd.read_csv(io.StringIO(out))
     rows = table[table["run"].str.contains(folder.name)]

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 import recfit
 from helpers.cli import assert_one_line_error, run_cli
+from recfit.compare.render import SIGNIFICANT
 from recfit.config import compose, validate
 from recfit.config.domains import expand_domains
 from recfit.config.schema import MovieLensDatasetConfig, MultiDomainDatasetConfig, SyntheticDatasetConfig
@@ -155,7 +156,7 @@ def test_run_reports_overall_and_per_domain_metrics(trained, capsys):
         capsys, "compare", str(trained.run_dir), "--metric", "test/movielens_100k/ndcg@10"
     )
     assert code == 0, err
-    assert f"{record['metrics']['test/movielens_100k/ndcg@10']:.4f}" in out
+    assert format(record["metrics"]["test/movielens_100k/ndcg@10"], SIGNIFICANT) in out
 
 
 def test_ids_are_namespaced_by_domain(loaded):

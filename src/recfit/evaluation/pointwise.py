@@ -31,7 +31,9 @@ class LogLoss(torchmetrics.Metric):
     def __init__(self) -> None:
         super().__init__()
         self.add_state("total", default=torch.tensor(0.0, dtype=SUM_DTYPE), dist_reduce_fx="sum")
-        self.add_state("rows", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # a float count: with an integer state, two ddp_spawn processes reported twice the log loss of one
+        # (tests/test_multitask.py::test_two_processes_evaluate_every_task_exactly_like_one)
+        self.add_state("rows", default=torch.tensor(0.0, dtype=SUM_DTYPE), dist_reduce_fx="sum")
 
     def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         self.total += binary_log_loss(probabilities, target).sum().to(self.total.dtype)
