@@ -41,8 +41,11 @@ def test_failed_jobs_are_recorded_and_resumed(tmp_path):
         "dataset.label_column=sentiment", f"dataset.path={good},{broken}", "seed=1,2",
         f"paths.output_dir={outputs}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
     sweep = only_sweep(outputs)
+    # the sweep went on past its failed jobs, then says so: exit 1 and one line naming the summary
+    assert_one_line_error(result, "2 of 4 jobs failed; summary: ")
+    assert result.stderr.strip().endswith(f"{sweep.name}/sweep_summary.csv")
+    assert result.returncode == 1
     table = summary(sweep)
     assert table["job"].tolist() == [0, 1, 2, 3]
     assert table["status"].tolist() == ["completed", "completed", "failed", "failed"]
@@ -107,10 +110,12 @@ def test_optuna_search_records_failed_trials_and_goes_on(tmp_path):
         "train", "-m", "hparams_search=optuna", "hydra.sweeper.sampler.seed=2", "hydra.sweeper.n_trials=3",
         "loss.temperature=choice(-1.0,0.05)", *TINY, f"paths.output_dir={tmp_path}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
     sweep = only_sweep(tmp_path)
     table = summary(sweep)
     assert len(table) == 3
+    failed = (table["status"] == "failed").sum()
+    assert_one_line_error(result, f"{failed} of 3 jobs failed; summary: ")
+    assert result.returncode == 1
     assert set(table["status"]) == {"completed", "failed"}
     assert (
         table.loc[table["status"] == "failed", "error"]

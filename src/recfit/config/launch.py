@@ -21,6 +21,16 @@ EXTERNAL_LAUNCH_VARIABLES = ("LOCAL_WORLD_SIZE", "SLURM_NTASKS")
 EXTERNAL_LAUNCHERS = ("hydra/launcher=submitit_slurm",)
 
 
+# set in every process but the first by torchrun, SLURM and Lightning's own ddp launcher
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+
+def is_first_process(environ: Mapping[str, str] | None = None) -> bool:
+    """True in rank 0 (or a run without ranks): the process that owns and writes the run folder."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(name, "0") == "0" for name in RANK_VARIABLES)
+
+
 def started_externally(environ: Mapping[str, str] | None = None) -> bool:
     """True when torchrun or SLURM already started one process per rank."""
     environ = os.environ if environ is None else environ
