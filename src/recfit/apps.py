@@ -31,7 +31,12 @@ from recfit.config import (
     validate,
 )
 from recfit.config.domains import expand_domains
-from recfit.config.launch import SAFE_IN_SWEEPS, check_sweep_strategy, is_first_process, started_externally
+from recfit.config.launch import (
+    check_sweep_strategy,
+    is_first_process,
+    reexecutes_command_line,
+    started_externally,
+)
 from recfit.config.multitask import monitor_key
 from recfit.config.record import run_identity
 from recfit.config.schema import register_schemas
@@ -77,7 +82,7 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     cfg = compose(arguments, with_hydra=True)
     validate(job_config(cfg))
     strategy = str(cfg.trainer.strategy)
-    reexecutes = not started_externally() and not strategy.startswith(SAFE_IN_SWEEPS)
+    reexecutes = not started_externally() and reexecutes_command_line(cfg)
     if reexecutes and in_process:
         raise ConfigError(
             f"recfit.train runs in this process: trainer.strategy={strategy} would re-run your script in "

@@ -57,6 +57,7 @@ from recfit.training.domains import DomainLayout
 from recfit.training.init_from import take_parent_weights
 from recfit.training.interrupts import Interrupted, StopSignals
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
+from recfit.training.last_checkpoint import StepCheckpoint
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
 from recfit.training.multitask import MultiTaskObjective
@@ -319,7 +320,7 @@ def _fit_and_test(
     )
     # last.ckpt, also in mid-epoch, for exact resume (with the loader's position and the RNG states)
     every = cfg.checkpoint_every_n_steps
-    last = ModelCheckpoint(
+    last = StepCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
     )
     last.CHECKPOINT_NAME_LAST = Path(LAST_CHECKPOINT).stem
