@@ -42,6 +42,8 @@ class StopSignals(pl.Callback):
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._holding = False  # inside `held`: a signal is noted (in _held), and raised when it ends
+        self._held: int | None = None
         self._trainer: pl.Trainer | None = None  # set while a Lightning loop runs
         self._previous: dict[int, Any] = {}
 
@@ -63,6 +65,9 @@ class StopSignals(pl.Callback):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = self.received is None
         self.received = self.received or signum
+        if self._holding:
+            self._held = signum
+            return
         if self._trainer is None or not first:
             raise Interrupted(self.received)
         if signum != signal.SIGTERM:  # Lightning's own handler already noted a SIGTERM
@@ -76,15 +81,18 @@ class StopSignals(pl.Callback):
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Both signals wait until the block is done (then arrive, and raise `Interrupted`)."""
-        if not self._previous:  # not installed: nothing of ours would answer them
-            yield
-            return
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        """Both signals wait until the block is done, then raise `Interrupted`.
+
+        (A flag, not a signal mask: a mask holds a signal back from one thread only, and a signal
+        sent to the process goes to any thread that does not block it, torch's included.)
+        """
+        self._holding, self._held = True, None
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            self._holding = False
+        if self._held is not None:
+            raise Interrupted(self._held)
 
     # Lightning's hooks: which trainer runs a loop, and a signal that came while it was setting up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
