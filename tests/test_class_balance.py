@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,10 @@ import torch
 
 from recfit.cli import main
 from recfit.config import compose, validate
-from recfit.config.schema import LossName, TaskName
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.errors import ConfigError, DataError
+from recfit.tasks.registry import make_task
 from recfit.training.class_weights import class_weights
-from recfit.training.losses import task_loss
 
 LABELS = np.array([0] * 7 + [1] * 2 + [2] * 1)  # 10 rows, 3 classes, counts 7 / 2 / 1
 
@@ -45,8 +45,9 @@ def test_cross_entropy_weights_match_the_loss_by_hand():
     weights = torch.tensor([0.5, 2.0, 4.0])
     per_row = -torch.log_softmax(logits, dim=1)[torch.arange(4), target]
     by_hand = (weights[target] * per_row).sum() / weights[target].sum()
-    got = task_loss(TaskName.text_classification, LossName.cross_entropy, logits, target, 1.0, None, weights)
-    plain = task_loss(TaskName.text_classification, LossName.cross_entropy, logits, target, 1.0)
+    task = make_task("text_classification", loss="cross_entropy")
+    got = task.loss_value(logits, target, SimpleNamespace(class_weights=weights))
+    plain = task.loss_value(logits, target, SimpleNamespace(class_weights=None))
     assert torch.isclose(got, by_hand)
     assert torch.isclose(plain, per_row.mean()) and not torch.isclose(got, plain)
 
@@ -57,9 +58,10 @@ def test_bce_weights_scale_the_positive_rows_by_their_ratio():
     weights = torch.tensor([0.5, 3.0])  # pos_weight = 6
     probability = torch.sigmoid(logits)
     per_row = -(6 * target * torch.log(probability) + (1 - target) * torch.log(1 - probability))
-    got = task_loss(TaskName.ctr, LossName.bce, logits, target, 1.0, None, weights)
+    task = make_task("ctr", loss="bce")
+    got = task.loss_value(logits, target, SimpleNamespace(class_weights=weights))
     assert torch.isclose(got, per_row.mean())
-    assert not torch.isclose(got, task_loss(TaskName.ctr, LossName.bce, logits, target, 1.0))
+    assert not torch.isclose(got, task.loss_value(logits, target, SimpleNamespace(class_weights=None)))
 
 
 def epoch(sampler: EpochSampler, number: int) -> list[int]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +232,7 @@ def test_group_by_gives_mean_sample_std_and_n(outputs):
     single = groups["optimizer.head_lr=(unset)"]
     assert single["n"] == 1 and single["val/ndcg@10 std"] is None  # n=1: no sample std
     code, out, _ = compare(outputs, "--group-by", "optimizer.head_lr", "--format", "markdown")
-    assert code == 0 and "| 0.2100 ± 0.0141 |" in out and "| 0.1000 |" in out
+    assert code == 0 and "| 0.2100 ± 0.01414 |" in out and "| 0.1000 |" in out
 
 
 def test_best_picks_the_best_run_or_group(outputs):
@@ -243,44 +244,97 @@ def test_best_picks_the_best_run_or_group(outputs):
     assert [row["run"] for row in rows] == ["runs/exp/2026-01-02_10-00-00_000003"]
 
 
-def test_run_baseline_matches_scipy_paired_t_test(outputs):
-    payload = compare_json(outputs, "--baseline", outputs / SWEEP / "0", "--metric", "test/ndcg@10")
+NDCG = "test/ndcg@10"
+
+
+def significance_of(row: dict, metric: str = NDCG) -> dict:
+    """The significance fields of `metric` in a JSON row: {"delta": ..., "p": ..., ...}."""
+    return {name: row[f"{metric} {name}"] for name in ("delta", "ci_low", "ci_high", "p", "p_holm", "sig")}
+
+
+def test_users_test_of_runs_matches_scipy_paired_t_test(outputs):
+    payload = compare_json(outputs, "--baseline", outputs / SWEEP / "0", "--metric", NDCG, "--test", "users")
+    assert payload["test"] == "users" and payload["paired_on"] == {NDCG: "ndcg@10"}
     rows = rows_by_label(payload)
     base, other = ranking_per_user(0, 0.0)["ndcg@10"], ranking_per_user(2, 0.02)["ndcg@10"]
     expected = stats.ttest_rel(other, base).pvalue
     row = rows[f"{SWEEP}/2"]
-    assert row["p"] == pytest.approx(expected, rel=1e-9)
-    assert row["delta"] == pytest.approx((other - base).mean())
-    assert row["pairs"] == USERS
-    assert rows[f"{SWEEP}/0"]["sig"] == "baseline"
-    assert rows["runs/exp/2026-01-02_10-00-00_000001"]["p"] is None  # failed: not tested
-    compared = [row for row in payload["rows"] if row["p"] is not None]
+    assert significance_of(row)["p"] == pytest.approx(expected, rel=1e-9)
+    assert significance_of(row)["delta"] == pytest.approx((other - base).mean())
+    assert row["pairs"] == USERS and row["method"] == "paired t over users"
+    assert significance_of(rows[f"{SWEEP}/0"])["sig"] == "baseline"
+    assert significance_of(rows["runs/exp/2026-01-02_10-00-00_000001"])["p"] is None  # failed: not tested
+    compared = [row for row in payload["rows"] if significance_of(row)["p"] is not None]
     assert len(compared) == 5  # the broken run has no per_user.parquet: a note, not an error
-    p_holm = holm_adjust([row["p"] for row in compared])
-    assert [row["p_holm"] for row in compared] == pytest.approx(list(p_holm))
-    assert any("2026-01-02_10-00-00_000003: not compared" in note for note in payload["notes"])
+    p_holm = holm_adjust([significance_of(row)["p"] for row in compared])
+    assert [significance_of(row)["p_holm"] for row in compared] == pytest.approx(list(p_holm))
+    assert any(
+        "2026-01-02_10-00-00_000003: not compared on test/ndcg@10" in note for note in payload["notes"]
+    )
+    assert any("seed variance is not counted" in note for note in payload["notes"])
     # the timestamp folder name alone names the run as well
-    again = compare_json(outputs, "--baseline", "0", "--metric", "test/ndcg@10")
+    again = compare_json(outputs, "--baseline", "0", "--metric", NDCG, "--test", "users")
     assert again["baseline"] == f"{SWEEP}/0"
 
 
-def test_group_baseline_averages_seeds_per_user_then_pairs(outputs):
+def test_single_runs_cannot_be_tested_on_seeds_and_say_so_in_one_line(outputs):
+    payload = compare_json(outputs, "--baseline", outputs / SWEEP / "0", "--metric", NDCG)
+    assert payload["test"] == "seeds"
+    assert all(significance_of(row)["p"] is None for row in payload["rows"])  # one run on each side
+    warnings = [note for note in payload["notes"] if note.startswith("warning: fewer than 3 seeds")]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert any("one run on each side: no seed variance" in note for note in payload["notes"])
+
+
+def test_seed_test_pairs_groups_by_seed_on_each_metric(outputs):
     arguments = [outputs, "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]
-    payload = compare_json(*arguments, "--filter", "optimizer.head_lr!=(unset)")
+    arguments += [
+        "--filter",
+        "optimizer.head_lr!=(unset)",
+        "--metric",
+        "val/ndcg@10,test/ndcg@10,test/recall@10",
+    ]
+    payload = compare_json(*arguments)
+    assert payload["tested_metrics"] == [NDCG, "test/recall@10"]  # every test/ metric shown
+    groups = rows_by_label(payload, "group")
+    base = np.array([ranking_per_user(job, 0.0)["ndcg@10"].mean() for job in (0, 1)])  # seeds 1, 2
+    better = np.array([ranking_per_user(job, 0.02)["ndcg@10"].mean() for job in (2, 3)])
+    expected = stats.ttest_rel(better, base)
+    row = groups["optimizer.head_lr=0.01"]
+    assert row["method"] == "paired t over seeds"
+    assert significance_of(row)["p"] == pytest.approx(expected.pvalue, rel=1e-9)
+    interval = expected.confidence_interval(0.95)
+    assert [significance_of(row)["ci_low"], significance_of(row)["ci_high"]] == pytest.approx(
+        [interval.low, interval.high]
+    )
+    assert significance_of(row)["delta"] == pytest.approx((better - base).mean())
+    # test/recall@10 is 0.5 in every run: no variance, no p; still a column of its own
+    assert significance_of(row, "test/recall@10")["delta"] == pytest.approx(0.0)
+    assert "val/ndcg@10 p" not in row  # val/ metrics chose the checkpoint: not tested
+    assert sum(note.startswith("warning: fewer than 3 seeds") for note in payload["notes"]) == 1
+    assert compare_json(*arguments) == payload
+
+
+def test_users_test_averages_seeds_per_user_then_pairs(outputs):
+    arguments = [outputs, "--group-by", "optimizer.head_lr", "--baseline", "optimizer.head_lr=0.001"]
+    payload = compare_json(*arguments, "--filter", "optimizer.head_lr!=(unset)", "--test", "users")
     groups = rows_by_label(payload, "group")
     assert len(groups) == 3  # the broken run, without a config, is filtered out
     base = (ranking_per_user(0, 0.0)["ndcg@10"] + ranking_per_user(1, 0.0)["ndcg@10"]) / 2
     better = (ranking_per_user(2, 0.02)["ndcg@10"] + ranking_per_user(3, 0.02)["ndcg@10"]) / 2
-    row = groups["optimizer.head_lr=0.01"]
+    row = significance_of(groups["optimizer.head_lr=0.01"])
     assert row["p"] == pytest.approx(stats.ttest_rel(better, base).pvalue, rel=1e-9)
     assert row["ci_low"] < 0.02 < row["ci_high"]  # contains the true difference
     assert row["ci_low"] < (better - base).mean() < row["ci_high"]
     assert row["sig"] == "*"
-    assert groups["optimizer.head_lr=0.1"]["sig"] == ""  # a true effect of 0.001: too small to see
-    assert compare_json(*arguments)["rows"] != []
-    assert compare_json(*arguments) == compare_json(*arguments)  # the bootstrap is seeded
-    code, out, _ = compare(*arguments, "--format", "csv")
-    assert code == 0 and "*" in pd.read_csv(io.StringIO(out))["sig"].tolist()
+    assert (
+        significance_of(groups["optimizer.head_lr=0.1"])["sig"] == ""
+    )  # a true effect of 0.001: too small to see
+    assert compare_json(*arguments, "--test", "users") == compare_json(
+        *arguments, "--test", "users"
+    )  # seeded
+    code, out, _ = compare(*arguments, "--test", "users", "--format", "csv")
+    assert code == 0 and "*" in pd.read_csv(io.StringIO(out))[f"{NDCG} sig"].tolist()
 
 
 def test_holm_against_a_hand_computed_example():
@@ -335,19 +389,23 @@ def test_rating_runs_pair_on_user_item_rows_and_group_by_override_choices(tmp_pa
             mode="min",
             task="rating",
         )
-    payload = compare_json(tmp_path, "--group-by", "model", "--baseline", "model=mf", "--sort", "test/rmse")
+    arguments = [tmp_path, "--group-by", "model", "--baseline", "model=mf", "--sort", "test/rmse"]
+    payload = compare_json(*arguments, "--test", "users")
     assert [row["group"] for row in payload["rows"]] == ["model=two_tower", "model=mf"]  # lower rmse first
-    assert payload["paired_on"] == "squared_error"
+    assert payload["paired_on"] == {"test/rmse": "squared_error"}
     expected = stats.ttest_rel(errors["two_tower"][1:] ** 2, errors["mf"][1:] ** 2).pvalue
     row = payload["rows"][0]
-    assert row["pairs"] == len(rows) - 1 and row["p"] == pytest.approx(expected, rel=1e-9)
-    code, _, err = compare(tmp_path, "--metric", "test/mae", "--baseline", "mf")
+    assert row["pairs"] == len(rows) - 1 and row["test/rmse p"] == pytest.approx(expected, rel=1e-9)
+    code, _, err = compare(tmp_path, "--metric", "test/mae", "--baseline", "mf", "--test", "users")
     assert code == 0, err
     (tmp_path / "mf" / "metrics.json").write_text(
         (tmp_path / "mf" / "metrics.json").read_text().replace('"test/mae"', '"test/auc"')
     )
-    code, _, err = compare(tmp_path, "--metric", "test/auc", "--baseline", "mf")
-    assert code == 2 and err.startswith("recfit: error: test/auc is not an average over users")
+    code, _, err = compare(tmp_path, "--metric", "test/auc", "--baseline", "mf", "--test", "users")
+    assert code == 2 and "test/auc: not tested: test/auc is not an average over users" in err
+    # the seed test needs no per-user values: any metric (here one run a side: blank, with a note)
+    payload = compare_json(tmp_path, "--metric", "test/auc", "--baseline", "mf")
+    assert payload["tested_metrics"] == ["test/auc"]
 
 
 def test_every_output_format_parses_back(outputs, tmp_path):
@@ -364,7 +422,7 @@ def test_every_output_format_parses_back(outputs, tmp_path):
     assert table["val/ndcg@10"].tolist() == pytest.approx([row["val/ndcg@10"] for row in rows])
     markdown = (tmp_path / "table.md").read_text().splitlines()
     header = next(line for line in markdown if line.startswith("| group |"))
-    assert "val/ndcg@10" in header and "p_holm" in header and "95% CI" in header
+    assert "val/ndcg@10" in header and "test/ndcg@10 p_holm" in header and "test/ndcg@10 95% CI" in header
     assert markdown[markdown.index(header) + 1].startswith("|---|")
     latex = (tmp_path / "table.tex").read_text()
     assert r"\begin{tabular}" in latex and r"\end{tabular}" in latex and r"$\pm$" in latex
@@ -451,11 +509,12 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("recfit: error: no run folders")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     # a fresh interpreter: compare, with every feature that imports something, loads no heavy library
+    # (the torch-free task registry, recfit.tasks, tells it each metric's direction)
     script = (
         "import sys; from recfit.compare.cli import run; "
         "code = run(sys.argv[1:]); heavy = ('torch', 'transformers', 'lightning', 'hydra', 'omegaconf'); "
         "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or "
-        "(m.startswith('recfit.') and not m.startswith('recfit.compare') "
+        "(m.startswith('recfit.') and not m.startswith(('recfit.compare', 'recfit.tasks')) "
         "and m not in ('recfit.errors', 'recfit.run_folder'))]; "
         "print(code, loaded)"
     )
@@ -494,19 +553,87 @@ def two_real_runs(tmp_path_factory) -> Path:
 def test_compare_two_real_training_runs(two_real_runs, tmp_path):
     folders = sorted((two_real_runs / "runs" / "quickstart").iterdir())
     assert len(folders) == 2
-    payload = compare_json(two_real_runs, "--metric", "test/ndcg@10", "--baseline", folders[0])
+    payload = compare_json(two_real_runs, "--metric", NDCG, "--baseline", folders[0], "--test", "users")
     rows = rows_by_label(payload)
     assert list(rows[folders[1].name]) == [
-        "run", "test/ndcg@10", "delta", "ci_low", "ci_high", "p", "p_holm", "sig", "pairs",
-        "status", "duration_s", "seed", "path"
+        "run", NDCG, *(f"{NDCG} {name}" for name in ("delta", "ci_low", "ci_high", "p", "p_holm", "sig")),
+        "method", "pairs", "status", "duration_s", "seed", "path"
     ]  # fmt: skip # the config key seed differs, and is shown once, in its own column
     first, second = (pd.read_parquet(folder / "per_user.parquet") for folder in folders)
     paired = first.merge(second, on="user", suffixes=("_base", "_row"))
     row = rows[folders[1].name]
     assert row["pairs"] == len(paired)
-    assert row["delta"] == pytest.approx((paired["ndcg@10_row"] - paired["ndcg@10_base"]).mean(), abs=1e-6)
+    difference = (paired["ndcg@10_row"] - paired["ndcg@10_base"]).mean()
+    assert significance_of(row)["delta"] == pytest.approx(difference, abs=1e-6)
     expected = stats.ttest_rel(paired["ndcg@10_row"], paired["ndcg@10_base"]).pvalue
-    assert row["p"] == pytest.approx(expected, rel=1e-6, nan_ok=True)
-    assert rows[folders[0].name]["sig"] == "baseline"
+    assert significance_of(row)["p"] == pytest.approx(expected, rel=1e-6, nan_ok=True)
+    assert significance_of(rows[folders[0].name])["sig"] == "baseline"
     code, _, err = compare(two_real_runs, "--plot-curves", tmp_path / "curves.png")
     assert code == 0, err
+
+
+def test_recfit_eval_folders_are_not_extra_seeds_unless_asked_for(tmp_path):
+    config = {"model": {"name": "mf"}, "seed": 0}
+    for seed, value in ((1, 0.30), (2, 0.32)):
+        write_run(tmp_path / "runs" / f"s{seed}", seed=seed, metrics={NDCG: value}, config=config)
+    evaluation = write_run(tmp_path / "evals" / "e1", seed=1, metrics={NDCG: 0.30}, config=config)
+    record = json.loads((evaluation / "metrics.json").read_text())
+    record.update(kind="eval", evaluated_run=str(tmp_path / "runs" / "s1"))
+    (evaluation / "metrics.json").write_text(json.dumps(record))
+    payload = compare_json(tmp_path, "--group-by", "model.name", "--metric", NDCG)
+    (group,) = payload["rows"]
+    assert group["n"] == 2 and group[f"{NDCG} std"] == pytest.approx(np.std([0.30, 0.32], ddof=1))
+    assert any("1 `recfit eval` folder left out" in note for note in payload["notes"])
+    payload = compare_json(tmp_path, "--group-by", "model.name", "--metric", NDCG, "--include-evals")
+    assert payload["rows"][0]["n"] == 3
+    code, _, err = compare(tmp_path / "evals")
+    assert code == 2 and "add --include-evals" in err
+    assert len(compare_json(tmp_path / "evals", "--include-evals")["rows"]) == 1
+
+
+def test_configs_are_compared_after_resolving_interpolations(tmp_path):
+    saved = {
+        "paths": {"data_dir": "data"},
+        "dataset": {"download_dir": "${paths.data_dir}", "k": "${.n}", "n": 3},
+    }
+    resolved = {"paths": {"data_dir": "data"}, "dataset": {"download_dir": "data", "k": 3, "n": 3}}
+    write_run(tmp_path / "train", metrics={NDCG: 0.3}, config={**saved, "lr": 0.1, "env": "${oc.env:HOME}"})
+    write_run(tmp_path / "eval", metrics={NDCG: 0.3}, config={**resolved, "lr": 0.2, "env": "${oc.env:HOME}"})
+    row = compare_json(tmp_path)["rows"][0]
+    assert [key for key in row if "." in key or key in ("lr", "env")] == ["lr"]  # only what really differs
+    write_run(tmp_path / "other", metrics={NDCG: 0.3}, config={**saved, "paths": {"data_dir": "elsewhere"}})
+    keys = [key for key in compare_json(tmp_path)["rows"][0] if key.startswith("dataset.")]
+    assert keys == ["dataset.download_dir"]  # elsewhere vs data: a real difference
+
+
+def test_nan_and_inf_metrics_are_named_not_averaged_into_inf(tmp_path):
+    for name, logloss, auc in (("a", 0.5, 0.7), ("b", float("inf"), None), ("c", 0.7, 0.6)):
+        write_run(
+            tmp_path / name,
+            metrics={"val/logloss": 0.5, "test/logloss": logloss, "test/auc": auc},
+            config={"model": {"name": "mf"}},
+            monitor="val/logloss",
+            mode="min",
+            task="ctr",
+        )
+    metrics = ["--metric", "test/logloss,test/auc"]
+    payload = compare_json(tmp_path, "--group-by", "model.name", *metrics)
+    group = payload["rows"][0]
+    assert group["test/logloss"] == pytest.approx(0.6) and group["test/auc"] == pytest.approx(0.65)
+    assert "test/logloss is inf in 1 run (b): left out of means, std and tests" in payload["notes"]
+    assert "test/auc is NaN (undefined) in 1 run (b): left out of means, std and tests" in payload["notes"]
+    code, out, _ = compare(tmp_path, *metrics, "--format", "markdown")
+    assert code == 0 and "| inf |" in out  # the run itself shows its value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about an endless bar
+        code, _, err = compare(tmp_path, *metrics, "--plot", tmp_path / "bars.png")  # inf: no bar drawn
+    assert code == 0 and (tmp_path / "bars.png").is_file(), err
+
+
+def test_floats_show_four_significant_digits(tmp_path):
+    write_run(tmp_path / "a", metrics={NDCG: 0.004667123, "test/rmse": 1.23456}, config={"x": 1}, seed=1)
+    write_run(tmp_path / "b", metrics={NDCG: 0.25, "test/rmse": 0.9}, config={"x": 2}, seed=2)
+    code, out, _ = compare(tmp_path, "--metric", f"{NDCG},test/rmse", "--format", "markdown")
+    assert code == 0
+    assert "| 0.004667 | 1.235 |" in out and "| 0.2500 | 0.9000 |" in out
+    assert "| 61.00 |" in out  # duration_s too

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from recfit.config import compose, conf_dir, validate
-from recfit.config.validate import LOSSES_FOR_TASK, metric_names
 from recfit.errors import ConfigError
+from recfit.tasks.registry import make_task
 
 CSV_OVERRIDES = ["experiment=text_csv_bert", f"dataset.path={__file__}"]
 
@@ -145,9 +145,7 @@ def test_unknown_option_lists_only_real_options():
 def test_every_task_has_its_default_metric_and_loss():
     for task in ("rating", "ctr", "ranking", "text_classification"):
         cfg = compose([f"task={task}"])
-        assert cfg.task.metric in metric_names(
-            cfg.task.name, LOSSES_FOR_TASK[cfg.task.name][0], list(cfg.task.topk)
-        )
+        assert cfg.task.metric in make_task(cfg.task.name, cfg.task).metric_names()  # its default loss
 
 
 def test_config_is_light():

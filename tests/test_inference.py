@@ -224,23 +224,65 @@ def test_recommend_never_returns_seen_items_for_any_user(loaded):
     )
 
 
+def printed_explanations(out: str) -> list[tuple[list[float], float]]:
+    """(printed term values, printed score) of each item of `recommend --explain`'s terminal output."""
+    blocks, terms = [], []
+    for line in out.splitlines():
+        value = line.strip().split("  ")[0]
+        if value.startswith("="):
+            blocks.append((terms, float(value[1:])))
+            terms = []
+        elif value[:1] in "+-" and value[1:2].isdigit():
+            terms.append(float(value))
+    return blocks
+
+
 def test_explain_contributions_add_up_to_the_score(trained, loaded, capsys):
     arguments = ["recommend", str(trained.run_dir), "--user", "5", "--k", "4", "--explain"]
     code, out, err = run_cli(capsys, *arguments, "--format", "json")
     assert code == 0, err
     train = loaded.datamodule.splits.train
     history = {str(i) for i in train.loc[train["user"] == 5, "item"]}
-    for item in json.loads(out)["items"]:
+    items = json.loads(out)["items"]
+    for item in items:
         explanation = item["explanation"]
         contributions = explanation["contributions"]
         assert {c["name"] for c in contributions} == history
         total = sum(c["value"] for c in contributions) + explanation["remainder"]
         assert total == pytest.approx(item["score"], abs=1e-5)
-        values = [c["value"] for c in contributions]
-        assert values == sorted(values, reverse=True)
+        parts = explanation["not_from_history"] + explanation["biases"]
+        assert parts == pytest.approx(explanation["remainder"])
+        for c in contributions:
+            assert c["value"] == pytest.approx(c["weight"] * c["user_score"], rel=1e-9, abs=1e-12)
+        magnitudes = [abs(c["value"]) for c in contributions]
+        assert magnitudes == sorted(magnitudes, reverse=True)  # positive and negative, largest first
     code, out, err = run_cli(capsys, *arguments)
     assert code == 0, err
-    assert "remainder" in out and "ridge least-squares decomposition" in out
+    printed = printed_explanations(out)
+    assert len(printed) == 4
+    for (terms, score), item in zip(printed, items, strict=True):
+        assert 3 <= len(terms) - 2 <= 8 + 1  # the largest terms, "N other history items", not from history
+        assert round(sum(terms), 4) == score == round(item["score"], 4)  # the printed numbers add up
+    assert "other history items" in out and "not from history" in out
+    assert "ridge least-squares combination of the user's training-history item vectors" in out
+
+
+def explain_history_items(loaded, user: int) -> tuple[list[str], list]:
+    """(the user's history item ids, their explanations as if each were recommended to the user)."""
+    from recfit.inference.explain import explain
+    from recfit.inference.recommend import item_id, training_history
+
+    history = training_history(loaded, user).tolist()
+    return [item_id(loaded.data, code) for code in history], explain(loaded, user, history)
+
+
+def test_explain_names_each_item_by_its_own_neighbours_in_the_history(loaded):
+    """A history item explained as if recommended weighs itself most: each item is written in terms
+    of the history items it resembles, not one fixed weighting of the user's history (which named the
+    same few items for every recommendation)."""
+    names, explanations = explain_history_items(loaded, 5)
+    heaviest = [max(e.contributions, key=lambda c: c.weight).name for e in explanations]
+    assert heaviest == names
 
 
 # ---- recfit embed ---------------------------------------------------------------------------------
@@ -276,6 +318,9 @@ def test_mf_recommends_and_explains_but_cannot_transfer(mf_run, capsys):
             sum(c["value"] for c in item["explanation"]["contributions"]) + item["explanation"]["remainder"]
         )
         assert total == pytest.approx(item["score"], abs=1e-5)
+    names, explanations = explain_history_items(recfit.load_run(mf_run), 2)
+    assert [max(e.contributions, key=lambda c: c.weight).name for e in explanations] == names
+    assert [e.contributions[0].name for e in explanations] == names  # unlike ID vectors: itself first
     result = run_cli(capsys, "eval", str(mf_run), *OTHER_CATALOGUE)
     assert_one_line_error(result, "a mf model knows users and items by ID only")
 

@@ -15,10 +15,17 @@ from torchmetrics.retrieval import (
     RetrievalRecall,
 )
 
-from recfit.config.schema import LossName, TaskName
-from recfit.evaluation.pointwise import GroupAUC
+from recfit.evaluation.pointwise import (
+    LOGLOSS_CLIP,
+    GroupAUC,
+    LogLoss,
+    binary_log_loss,
+    binary_metrics,
+    per_row_values,
+)
 from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
-from recfit.training.losses import in_batch_softmax, task_loss
+from recfit.tasks.registry import make_task
+from recfit.training.losses import in_batch_softmax
 
 
 def reference(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
@@ -125,14 +132,103 @@ def test_sampled_candidates_rank_only_their_own_items():
     assert top[1, :2].tolist() == [1, 3]
 
 
-def test_group_auc_weights_users_by_their_rows():
+def test_group_auc_weights_users_by_positives_as_recbole_and_by_rows_as_gauc_rows():
     metric = GroupAUC()
-    preds = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.6, 0.5])
-    target = torch.tensor([1, 0, 0, 1, 1, 1, 0])
-    users = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    preds = torch.tensor([0.9, 0.1, 0.8, 0.3, 0.7, 0.6, 0.5, 0.2])
+    target = torch.tensor([1, 0, 0, 1, 1, 1, 0, 1])
+    users = torch.tensor([0, 0, 1, 1, 2, 2, 2, 3])
     metric.update(preds, target, users)
-    # user 0: AUC 1 (2 rows); user 1: AUC 0 (2 rows); user 2: AUC 1 (3 rows)
-    assert metric.compute().item() == pytest.approx((1 * 2 + 0 * 2 + 1 * 3) / 7)
+    # user 0: AUC 1 (2 rows, 1 positive); user 1: AUC 0 (2 rows, 1 positive); user 2: AUC 1 (3 rows,
+    # 2 positives); user 3 has no negative: no AUC, left out
+    values = metric.compute_all()
+    assert values["gauc"].item() == pytest.approx((1 * 1 + 0 * 1 + 1 * 2) / 4)
+    assert values["gauc_rows"].item() == pytest.approx((1 * 2 + 0 * 2 + 1 * 3) / 7)
+    assert metric.compute().item() == values["gauc"].item()
+
+
+def recbole_gauc(users: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> float:
+    """RecBole 1.2's GAUC.metric_info, written from its formula: per user, the positives' ranks in
+    descending score order (ties averaged); users without positives or negatives removed;
+    pair_num = (n + 1) * P - P * (P + 1) / 2 - sum of positive ranks; AUC = pair_num / (P * N),
+    averaged with weights P."""
+    from scipy.stats import rankdata
+
+    aucs, weights = [], []
+    for user in np.unique(users):
+        rows = users == user
+        n, positives = int(rows.sum()), int(labels[rows].sum())
+        negatives = n - positives
+        if positives == 0 or negatives == 0:
+            continue
+        descending = rankdata(-scores[rows], method="average")
+        pair_num = (n + 1) * positives - positives * (positives + 1) / 2 - descending[labels[rows] == 1].sum()
+        aucs.append(pair_num / (negatives * positives))
+        weights.append(positives)
+    return float(np.average(aucs, weights=weights))
+
+
+def test_gauc_matches_recbole_and_each_user_matches_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 30, 600)
+    scores = np.round(rng.uniform(0, 1, 600), 2).astype(np.float32)  # rounded: ties happen
+    labels = (rng.uniform(0, 1, 600) < 0.2 + 0.6 * scores).astype(np.int64)
+    metric = GroupAUC()
+    for chunk in np.array_split(np.arange(600), 7):  # batches and users split across them
+        metric.update(
+            torch.from_numpy(scores[chunk]), torch.from_numpy(labels[chunk]), torch.from_numpy(users[chunk])
+        )
+    values = metric.compute_all()
+    assert values["gauc"].item() == pytest.approx(recbole_gauc(users, scores, labels), abs=1e-9)
+    per_user = {
+        user: (roc_auc_score(labels[users == user], scores[users == user]), (users == user).sum())
+        for user in np.unique(users)
+        if 0 < labels[users == user].sum() < (users == user).sum()
+    }
+    aucs, rows = zip(*per_user.values(), strict=True)
+    assert values["gauc_rows"].item() == pytest.approx(np.average(aucs, weights=rows), abs=1e-9)
+
+
+def test_auc_is_nan_when_the_rows_hold_one_class_and_matches_scikit_learn_otherwise():
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import roc_auc_score
+
+    collection = binary_metrics()
+    collection.update(torch.tensor([0.2, 0.9, 0.4]), torch.tensor([1, 1, 1]))
+    assert math.isnan(collection.compute()["auc"].item())  # torchmetrics alone says 0.0
+    with pytest.warns(UndefinedMetricWarning, match="Only one class"):
+        assert math.isnan(roc_auc_score([1, 1, 1], [0.2, 0.9, 0.4]))  # NaN for scikit-learn too
+    rng = np.random.default_rng(4)
+    probabilities = rng.uniform(0, 1, 500)
+    labels = (rng.uniform(0, 1, 500) < probabilities).astype(np.int64)
+    collection = binary_metrics()
+    collection.update(torch.from_numpy(probabilities).float(), torch.from_numpy(labels))
+    assert collection.compute()["auc"].item() == pytest.approx(roc_auc_score(labels, probabilities), abs=1e-6)
+
+
+def test_logloss_is_float64_with_a_symmetric_clip_and_matches_scikit_learn():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(5)
+    probabilities = np.concatenate([rng.uniform(0, 1, 300), [0.0, 1.0, 1e-9, 1 - 1e-9]])
+    labels = np.concatenate([(rng.uniform(0, 1, 300) < probabilities[:300]).astype(np.int64), [1, 0, 1, 0]])
+    clipped = np.clip(probabilities, LOGLOSS_CLIP, 1 - LOGLOSS_CLIP)
+    expected = log_loss(labels, clipped)
+    metric = LogLoss()
+    for chunk in np.array_split(np.arange(len(labels)), 3):
+        metric.update(torch.from_numpy(probabilities[chunk]), torch.from_numpy(labels[chunk]))
+    assert metric.compute().dtype == torch.float64
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-12)
+    # a sure wrong answer costs the same on both sides: -log(1e-7), not -log(1.19e-7) on one of them
+    rows = binary_log_loss(torch.tensor([0.0, 1.0], dtype=torch.float32), torch.tensor([1, 0]))
+    assert rows.dtype == torch.float64
+    assert rows.tolist() == pytest.approx([-math.log(1e-7)] * 2, rel=1e-9)  # float32: 16.12 vs 15.94
+    per_row = per_row_values(torch.from_numpy(probabilities).float(), torch.from_numpy(labels))
+    float32_input = np.clip(
+        probabilities.astype(np.float32).astype(np.float64), LOGLOSS_CLIP, 1 - LOGLOSS_CLIP
+    )
+    assert per_row["logloss"].mean().item() == pytest.approx(log_loss(labels, float32_input), rel=1e-9)
 
 
 def test_in_batch_softmax_ignores_other_copies_of_the_positive():
@@ -155,7 +251,7 @@ def test_logq_correction_subtracts_log_frequency():
 
 def test_bpr_loss():
     positive, negative = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
-    loss = task_loss(TaskName.ranking, LossName.bpr, (positive, negative), torch.zeros(2), 1.0)
+    loss = make_task("ranking", loss="bpr").loss_value((positive, negative), torch.zeros(2), None)
     expected = -(torch.sigmoid(torch.tensor(1.0)).log() + torch.sigmoid(torch.tensor(-1.0)).log()) / 2
     torch.testing.assert_close(loss, expected)
 

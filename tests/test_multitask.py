@@ -226,9 +226,10 @@ def test_compare_reads_per_task_metrics_and_pairs_per_task_rows(weighted, uncert
     payload = compare_json(*folders, "--metric", "test/rating/rmse", "--sort", "test/rating/rmse")
     rmse = [row["test/rating/rmse"] for row in payload["rows"]]
     assert rmse == sorted(rmse)
-    baseline = compare_json(*folders, "--metric", "test/rating/rmse", "--baseline", Path(weighted["run_dir"]))
-    assert baseline["paired_on"] == "rating/squared_error"
-    code, _, err = compare(*folders, "--metric", "test/ctr/auc", "--baseline", Path(weighted["run_dir"]))
+    users = ["--baseline", Path(weighted["run_dir"]), "--test", "users"]
+    baseline = compare_json(*folders, "--metric", "test/rating/rmse", *users)
+    assert baseline["paired_on"] == {"test/rating/rmse": "rating/squared_error"}
+    code, _, err = compare(*folders, "--metric", "test/ctr/auc", *users)
     assert code == 2 and "test/ctr/auc is not an average over users" in err
 
 

@@ -154,6 +154,39 @@ def test_saved_overrides_are_refused_by_what_they_would_do(tmp_path, override, e
     assert expected in str(caught.value)
 
 
+def test_a_run_folder_cannot_turn_on_remote_code(tmp_path, monkeypatch):
+    run = write_run_folder(
+        tmp_path / "run", ["backbone.name_or_path=./model", "backbone.trust_remote_code=true"]
+    )
+    with pytest.raises(ConfigError, match="turns on backbone.trust_remote_code"):
+        saved_overrides(run)
+    monkeypatch.setenv("RECFIT_TRUST_REMOTE_CODE", "1")  # the user's word, not the folder's
+    assert "backbone.trust_remote_code=true" in saved_overrides(run)
+
+
+def test_every_allowed_name_is_one_callable_object():
+    """Each allowed name is `<module>.<attribute>` and names a callable (a typo in the list would
+    otherwise only surface when a run reaches it)."""
+    import importlib
+
+    for name in sorted(ALLOWED_TARGETS):
+        module, _, attribute = name.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attribute)), name
+
+
+def test_a_sweep_folder_is_checked_like_a_run_folder(tmp_path):
+    from recfit.training.sweep_resume import pending_jobs
+
+    overrides = ["seed=1,2", "+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so"]
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": overrides}}}))
+    with pytest.raises(ConfigError, match="sets Hydra's own hydra.job.env_set.LD_PRELOAD"):
+        pending_jobs(tmp_path)
+    overrides[1] = f"trainer.limit_val_batches={copy_attack(tmp_path / 'copied')}"
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": overrides}}}))
+    with pytest.raises(ConfigError, match="points trainer.limit_val_batches._target_ at untrusted code"):
+        pending_jobs(tmp_path)
+
+
 def test_saved_experiment_name_cannot_escape(tmp_path):
     run = write_run_folder(tmp_path / "run", ["experiment_name=../../../escaped"])
     with pytest.raises(ConfigError, match="would write outside paths.output_dir"):

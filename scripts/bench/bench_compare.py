@@ -234,6 +234,7 @@ def main() -> None:
         print(f"wrote {max(sizes)} run folders in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         output = str(root / "table.json")
         grouped = ["--group-by", "optimizer.head_lr", "--baseline", f"optimizer.head_lr={HEAD_LRS[0]}"]
+        grouped += ["--test", "users"]  # the per-user test reads every per_user.parquet: what this measures
         commands = {
             "table": lambda dirs: compare_or_fail([*dirs, "--format", "json", "--output", output]),
             "group_baseline": lambda dirs: compare_or_fail(

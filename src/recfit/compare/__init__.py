@@ -8,7 +8,7 @@ Modules, one idea each:
     discover      find run folders and read their summary and config
     metrics       which metrics exist, which direction is better, what to pair them on
     table         the pandas tables: filter, differing keys, grouping, sorting
-    significance  paired t-test, paired bootstrap CI, Holm correction
+    significance  tests over seeds (default), hierarchical bootstrap, per-user paired test; Holm
     render        rich / markdown / csv / latex / json
     plots         matplotlib PNGs
     cli           `recfit compare` argument parsing; `run(argv) -> exit code`

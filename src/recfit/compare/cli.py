@@ -10,15 +10,25 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from recfit.compare import metrics as metric_names
 from recfit.compare import plots
-from recfit.compare.discover import load_runs
+from recfit.compare.discover import is_evaluation, load_runs
 from recfit.compare.render import FORMATS, SUFFIX_FORMATS, Report, print_rich, render
-from recfit.compare.significance import ALPHA, RESAMPLES, compare_to_baseline
-from recfit.compare.significance import COLUMNS as SIGNIFICANCE_COLUMNS
+from recfit.compare.significance import (
+    ALPHA,
+    DEFAULT_TEST,
+    METRIC_FIELDS,
+    RESAMPLES,
+    ROW_FIELDS,
+    TESTS,
+    Arm,
+    compare_to_baseline,
+)
+from recfit.compare.significance import column as significance_column
 from recfit.compare.table import (
     COMPLETED,
     ROW_COLUMNS,
@@ -31,6 +41,7 @@ from recfit.compare.table import (
     differing_keys,
     group_runs,
     known_key,
+    non_finite_notes,
     sort_rows,
 )
 from recfit.errors import RecfitError
@@ -40,8 +51,10 @@ DESCRIPTION = """\
 Compare finished runs: one row per run folder (any folder holding metrics.json, found at any depth
 under DIR: single runs and sweeps), showing only the config keys that differ between the runs, the
 chosen metrics, status, duration_s and seed. Failed, interrupted and running runs are listed with
-blank metrics and left out of means, tests and plots of metrics. Nothing is trained, instantiated or
-executed: only JSON, YAML, CSV and Parquet files are read."""
+blank metrics and left out of means, tests and plots of metrics; a metric that is NaN or inf is
+named in a note and left out of means and tests. Folders written by `recfit eval` are left out
+unless --include-evals. Nothing is trained, instantiated or executed: only JSON, YAML, CSV and
+Parquet files are read."""
 
 EPILOG = """\
 keys (--filter, --group-by, --plot-param):
@@ -55,12 +68,22 @@ keys (--filter, --group-by, --plot-param):
   with --group-by: a group label exactly as the 'group' column shows it: key=value pairs in
   --group-by order, joined by commas, e.g. 'model.name=mf' or 'backbone=tiny_bert,optimizer.head_lr=0.001'
   ('(unset)' stands for runs whose config lacks the key)
-  Every other row is paired with the baseline on the per-user values in per_user.parquet of the
-  first test/ metric (ndcg@10 for test/ndcg@10; squared_error for test/rmse; abs_error for
-  test/mae; logloss for test/logloss; correct for test/accuracy); a group's seeds are averaged per
-  user first. Columns: delta (row - baseline, mean over users), 95% CI (paired bootstrap,
-  10,000 resamples of users), p (paired
-  t-test), p_holm (Holm-adjusted over all rows compared), sig ('*' when p_holm < 0.05), pairs.
+  Every other row is tested against the baseline on every test/ metric shown; for each metric M the
+  columns are 'M delta' (row mean - baseline mean), 'M ci_low', 'M ci_high' (95% CI of the delta),
+  'M p', 'M p_holm' (Holm-adjusted over all rows and metrics tested) and 'M sig' ('*' when
+  p_holm < 0.05). The runs of a row are its seeds: compare groups of seeds with --group-by.
+
+--test (what varies between the replicates that p and the CI account for):
+  seeds      (default) t-test on one value per run (its metrics.json value): paired by seed when both
+             rows ran the same seeds, else Welch's; pooled variance when a row has a single run; t
+             CI. Any metric. A row with fewer than 3 seeds gets a one-line warning; one run on each
+             side cannot be tested.
+  bootstrap  hierarchical bootstrap: each row's seeds resampled, then the test users (paired): seed
+             and user variance. Needs 10-20 seeds per row: with fewer its CI is too narrow (warned).
+  users      paired t-test over users of seed-averaged per-user values (per_user.parquet: ndcg@10 for
+             test/ndcg@10, squared_error for test/rmse, abs_error for test/mae, logloss for
+             test/logloss, correct for test/accuracy) and a paired bootstrap CI over users. Ignores
+             seed variance: whether these trained models differ on these users, not their configs.
 
 examples:
   recfit compare outputs/runs/quickstart
@@ -150,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
         "or values spanning > 2 orders of magnitude)",
     )
     parser.add_argument(
+        "--test",
+        choices=TESTS,
+        default=DEFAULT_TEST,
+        help=f"significance test of --baseline (see below; default {DEFAULT_TEST})",
+    )
+    parser.add_argument(
+        "--include-evals",
+        action="store_true",
+        help="also list folders written by `recfit eval` (left out by default: they re-test a run, "
+        "they are not another training run of its group)",
+    )
+    parser.add_argument(
         "--bootstrap-resamples", type=int, default=RESAMPLES, metavar="N", help=f"default {RESAMPLES}"
     )
     parser.add_argument("--bootstrap-seed", type=int, default=0, metavar="N", help="default 0")
@@ -174,6 +209,14 @@ def compare(arguments: argparse.Namespace) -> None:
     if arguments.bootstrap_resamples < 1:
         raise RecfitError("--bootstrap-resamples must be at least 1")
     runs = load_runs(arguments.folders)
+    evaluations = [run for run in runs if is_evaluation(run)]
+    if evaluations and not arguments.include_evals:
+        runs = [run for run in runs if not is_evaluation(run)]
+        if not runs:
+            raise RecfitError(
+                f"only `recfit eval` folders ({len(evaluations)}) under "
+                f"{', '.join(map(str, arguments.folders))}: add --include-evals to compare them"
+            )
     table = apply_filters(build_run_table(runs), arguments.filter)
     chosen = _choose_metrics(table, arguments)
     table = table.with_metric_columns(chosen)
@@ -188,6 +231,11 @@ def compare(arguments: argparse.Namespace) -> None:
         for broken in runs
         if broken.problems and str(broken.path) in shown
     ]
+    notes += non_finite_notes(table, chosen)
+    if evaluations and not arguments.include_evals:
+        notes.append(
+            f"{_count(len(evaluations), '`recfit eval` folder')} left out (--include-evals shows them)"
+        )
     meta: dict = {"group_by": group_by, "sort": arguments.sort and order_metric, "ascending": ascending}
     frame = view.frame
     if arguments.baseline:
@@ -223,20 +271,50 @@ def _against_baseline(
 ) -> pd.DataFrame:
     """`frame` with the significance columns joined on; explains them in `notes` and `meta`."""
     baseline = _resolve_baseline(arguments.baseline, view, table)
-    tested = _significance_metric(chosen, table)
+    tested = _tested_metrics(chosen, table)
     significance = compare_to_baseline(
-        view.members(table), baseline, tested, arguments.bootstrap_resamples, arguments.bootstrap_seed
+        view.arms(table),
+        baseline,
+        tested,
+        arguments.test,
+        arguments.bootstrap_resamples,
+        arguments.bootstrap_seed,
     )
-    compared = int(significance.table["p"].notna().sum())
+    metrics = significance.metrics
+    compared = sum(int(significance.table[significance_column(m, "p")].notna().sum()) for m in metrics)
     notes += [
-        f"vs baseline {baseline}: delta = row - baseline, mean over users of per_user.parquet "
-        f"'{significance.paired_on}' ({tested}); p: paired t-test; 95% CI: paired bootstrap "
-        f"({arguments.bootstrap_resamples} resamples, seed {arguments.bootstrap_seed}); "
-        f"p_holm: Holm over {compared} comparisons; * = p_holm < {ALPHA}",
+        f"vs baseline {baseline}, on {', '.join(metrics)}: {_explain_test(significance, arguments)}; "
+        f"p_holm: Holm over {compared} tests; * = p_holm < {ALPHA}",
         *significance.warnings,
     ]
-    meta.update(baseline=baseline, tested_metric=tested, paired_on=significance.paired_on)
-    return frame.join(significance.table, on=view.label)
+    meta.update(
+        baseline=baseline, test=significance.test, tested_metrics=metrics, paired_on=significance.paired_on
+    )
+    columns = significance.table
+    if significance.test == "seeds":
+        columns = columns.drop(columns=["pairs"])
+    return frame.join(columns, on=view.label)
+
+
+def _explain_test(significance: Any, arguments: argparse.Namespace) -> str:
+    """What delta, the CI and p are, in words, for the note under the table."""
+    resampling = f"{arguments.bootstrap_resamples} resamples, seed {arguments.bootstrap_seed}"
+    if significance.test == "seeds":
+        return (
+            "delta = row - baseline, mean over seeds of each run's value; p and 95% CI: t-test over "
+            "seeds (method column), conditional on the test users"
+        )
+    units = ", ".join(f"'{column}' ({metric})" for metric, column in significance.paired_on.items())
+    if significance.test == "bootstrap":
+        return (
+            f"delta = row - baseline, mean over seeds and users of per_user.parquet {units}; p and 95% CI: "
+            f"hierarchical bootstrap, seeds then users ({resampling})"
+        )
+    return (
+        f"delta = row - baseline, mean over users of seed-averaged per_user.parquet {units}; p: paired "
+        f"t-test over users; 95% CI: paired bootstrap over users ({resampling}); seed variance is not "
+        "counted: this tests these trained models, not their configs"
+    )
 
 
 @dataclass(frozen=True)
@@ -249,18 +327,27 @@ class Rows:
     row_of_run: pd.Series  # per run (aligned with RunTable.runs): the label of its row
     hidden: list[str]  # columns only csv and json show
 
-    def members(self, table: RunTable) -> dict[str, list[str]]:
-        """Row label -> folders of its completed runs (empty for a failed or running run)."""
-        completed = table.runs["status"] == COMPLETED
-        folders = table.runs["path"][completed].groupby(self.row_of_run[completed]).agg(list)
-        return {row: folders.get(row, []) for row in self.frame[self.label]}
+    def arms(self, table: RunTable) -> dict[str, Arm]:
+        """Row label -> its completed runs (none for a failed or running run): folders, seeds, metrics."""
+        completed = table.runs[table.runs["status"] == COMPLETED]
+        rows = self.row_of_run[completed.index]
+        metrics = table.metric_names
+        arms = {}
+        for label in self.frame[self.label]:
+            runs = completed[rows == label]
+            arms[label] = Arm(
+                folders=list(runs["path"]),
+                seeds=[None if pd.isna(seed) else int(seed) for seed in runs["seed"]],
+                values=runs[metrics].reset_index(drop=True),
+            )
+        return arms
 
 
 def _rows(table: RunTable, group_by: list[str], chosen: list[str]) -> Rows:
-    reserved = {*ROW_COLUMNS, *SIGNIFICANCE_COLUMNS}
+    reserved = {*ROW_COLUMNS, *ROW_FIELDS}
     if group_by:
         groups = group_runs(table, group_by, chosen)
-        clashing = [key for key in group_by if key in SIGNIFICANCE_COLUMNS]  # still in the group label
+        clashing = [key for key in group_by if key in ROW_FIELDS]  # still in the group label
         keys = [key for key in group_by if key not in reserved]
         return Rows(groups.frame.drop(columns=clashing), "group", keys, groups.labels, hidden=keys)
     keys = [key for key in differing_keys(table.config) if key not in reserved]
@@ -272,7 +359,8 @@ def _rows(table: RunTable, group_by: list[str], chosen: list[str]) -> Rows:
 def _column_order(frame: pd.DataFrame, view: Rows, chosen: list[str]) -> list[str]:
     """Label, keys, n, metrics (each with its std), significance, then status, duration and seed."""
     metrics = [column for metric in chosen for column in (metric, metric + STD_SUFFIX)]
-    wanted = [view.label, *view.keys, "n", *metrics, *SIGNIFICANCE_COLUMNS]
+    tests = [significance_column(metric, name) for metric in chosen for name in METRIC_FIELDS]
+    wanted = [view.label, *view.keys, "n", *metrics, *tests, *ROW_FIELDS]
     wanted += ["status", "duration_s", "seed", "seeds", "path"]
     return [column for column in dict.fromkeys(wanted) if column in frame.columns]
 
@@ -326,15 +414,17 @@ def _resolve_baseline(text: str, view: Rows, table: RunTable) -> str:
     )
 
 
-def _significance_metric(chosen: list[str], table: RunTable) -> str:
-    """The first test/ metric shown, else the test/ version of the first metric."""
+def _tested_metrics(chosen: list[str], table: RunTable) -> list[str]:
+    """Every test/ metric shown, else the test/ versions of the metrics shown (val/ metrics chose the
+    checkpoint, so they are not tested)."""
     tests = [metric for metric in chosen if metric.startswith("test/")]
     if tests:
-        return tests[0]
-    fallback = metric_names.counterpart(chosen[0], "test")
-    if fallback in table.metric_names:
+        return tests
+    fallback = [metric_names.counterpart(metric, "test") for metric in chosen]
+    fallback = [metric for metric in dict.fromkeys(fallback) if metric in table.metric_names]
+    if fallback:
         return fallback
-    raise RecfitError("--baseline pairs per-user test values: choose a test/ metric with --metric")
+    raise RecfitError("--baseline tests test/ metrics: choose a test/ metric with --metric")
 
 
 def _plots(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ def safe_load(text: str) -> Any:
 
 
 UNREADABLE = "unreadable"  # the status of a run whose metrics.json cannot be parsed
+EVALUATION_KIND = "eval"  # metrics.json "kind" of a folder written by `recfit eval`
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ def load_run(folder: Path) -> Run:
     """Read one run folder's metrics.json, config and overrides, noting (not raising) what is broken."""
     problems: list[str] = []
     summary = _read(folder / METRICS_FILE, parse_record, dict, problems)
-    config = flatten(_read(folder / CONFIG_FILE, safe_load, dict, problems))
+    # a training run saves its config with ${...} references, `recfit eval` saves it resolved: compare
+    # the values, not their spelling
+    config = flatten(resolve_interpolations(_read(folder / CONFIG_FILE, safe_load, dict, problems)))
     overrides = _read(folder / OVERRIDES_FILE, safe_load, list, problems)
     # Group choices (backbone=tiny_bert) are not keys of the resolved config, yet they are what a
     # researcher thinks in; keep them as keys of their own.
@@ -103,6 +107,59 @@ def _read(path: Path, parse: Any, expected: type, problems: list[str]) -> Any:
         problems.append(f"{path.name} is not a {expected.__name__}")
         return expected()
     return value
+
+
+def is_evaluation(run: Run) -> bool:
+    """A folder written by `recfit eval` (a re-test of a training run, not another training run)."""
+    return run.summary.get("kind") == EVALUATION_KIND
+
+
+# `${a.b}` (absolute) or `${.b}` / `${..b}` (relative to the node holding the value); a reference
+# with a colon calls a resolver (`${oc.env:HOME}`, `${now:%Y}`) and is left as written.
+REFERENCE = re.compile(r"\$\{\s*(\.*[A-Za-z_][\w.-]*)\s*\}")
+MAX_DEPTH = 10  # references to references, at most; deeper (or cyclic) ones stay as written
+
+
+def resolve_interpolations(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with OmegaConf-style node references replaced by the values they name.
+
+    Only plain references are resolved, without OmegaConf (compare reads files and builds nothing):
+    a whole-string reference takes the referenced value (number, list, ...), one inside text is
+    replaced by that value as text. Resolvers, missing keys and cycles stay as written.
+    """
+
+    def lookup(reference: str, where: tuple[str, ...]) -> tuple[bool, Any, tuple[str, ...]]:
+        dots = len(reference) - len(reference.lstrip("."))
+        parts = tuple(reference.lstrip(".").split("."))
+        path = (*where[: len(where) - dots + 1], *parts) if dots else parts
+        node: Any = config
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return False, None, path
+            node = node[part]
+        return True, node, path
+
+    def resolve(value: Any, where: tuple[str, ...], depth: int) -> Any:
+        if isinstance(value, dict):
+            return {key: resolve(item, (*where, str(key)), depth) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item, where, depth) for item in value]
+        if not isinstance(value, str) or "${" not in value or depth >= MAX_DEPTH:
+            return value
+        whole = REFERENCE.fullmatch(value.strip())
+        if whole:
+            found, target, path = lookup(whole.group(1), where[:-1])
+            return resolve(target, path, depth + 1) if found else value
+
+        def substitute(match: re.Match[str]) -> str:
+            found, target, path = lookup(match.group(1), where[:-1])
+            if not found:
+                return match.group(0)
+            return as_text(resolve(target, path, depth + 1))
+
+        return REFERENCE.sub(substitute, value)
+
+    return resolve(config, (), 0)
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -7,19 +7,17 @@ import difflib
 import pandas as pd
 
 from recfit.errors import RecfitError
+from recfit.tasks.metrics import Metric
+from recfit.tasks.registry import known_metrics
 
-# Metrics where lower is better, for when no run names the metric as its monitor (which carries a mode).
-LOWER_IS_BETTER = ("rmse", "mae", "mse", "logloss", "loss")
+# Logged besides the tasks' metrics (recfit.tasks): the training loss, and mse, which older runs and
+# other tools report. Each metric's direction and per-row column is stated once, with its definition.
+NOT_TASK_METRICS = (Metric("loss", smaller=True), Metric("mse", smaller=True, per_row="squared_error"))
 
-# per_user.parquet column holding each user's (ranking) or each row's (other tasks) contribution to a
-# test metric. rmse pairs on squared error: its mean is the MSE, and rmse is monotone in the MSE.
-PER_UNIT_COLUMN = {
-    "rmse": "squared_error",
-    "mse": "squared_error",
-    "mae": "abs_error",
-    "logloss": "logloss",
-    "accuracy": "correct",
-}
+
+def _definitions() -> dict[str, Metric]:
+    """Every metric recfit can name, by name (a ranking metric without its `@k`)."""
+    return {**known_metrics(), **{metric.name: metric for metric in NOT_TASK_METRICS}}
 
 
 def base_name(metric: str) -> str:
@@ -82,8 +80,8 @@ def metric_direction(metric: str, monitors: pd.Series, modes: pd.Series) -> str:
     same = modes[monitors.map(base_name, na_action="ignore") == base_name(metric)].dropna()
     if not same.empty:
         return str(same.mode().iloc[0])
-    stem = _task_and_name(metric)[1].split("@", 1)[0]
-    return "min" if stem in LOWER_IS_BETTER else "max"
+    definition = _definitions().get(_task_and_name(metric)[1].split("@", 1)[0])
+    return "min" if definition is not None and definition.smaller else "max"
 
 
 def per_unit_column(metric: str) -> str:
@@ -97,9 +95,13 @@ def per_unit_column(metric: str) -> str:
     prefix = f"{task}/" if task else ""
     if "@" in name:
         return prefix + name
-    if name in PER_UNIT_COLUMN:
-        return prefix + PER_UNIT_COLUMN[name]
-    pairable = ", ".join(["<ranking metric>@k", *PER_UNIT_COLUMN])
+    definitions = _definitions()
+    definition = definitions.get(name)
+    if definition is not None and definition.per_row is not None:
+        return prefix + definition.per_row
+    pairable = ", ".join(
+        ["<ranking metric>@k", *(n for n, d in definitions.items() if d.per_row and not d.at_k)]
+    )
     raise RecfitError(
         f"{metric} is not an average over users or rows, so it cannot be paired (use {pairable})"
     )

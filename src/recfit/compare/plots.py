@@ -48,9 +48,10 @@ def bar_chart(
 ) -> None:
     """One horizontal bar per row (run or group), with ± std error bars for groups.
 
-    Rows without a value (failed or running runs) are left out of the chart, not drawn as zero.
+    Rows without a finite value (failed or running runs, NaN or inf metrics, named in the table's
+    notes) are left out of the chart, not drawn as zero or as an endless bar.
     """
-    shown = values.notna()
+    shown = pd.Series(np.isfinite(values.to_numpy(dtype=float)), index=values.index)
     labels, values = labels[shown], values[shown]
     figure, axes = _figure()
     positions = np.arange(len(values))

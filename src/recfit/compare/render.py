@@ -1,13 +1,15 @@
 """Turn a comparison table into text: rich (terminal), markdown, csv, latex or json.
 
 csv and json keep raw numbers (one column per mean and per std, blanks as empty / null) so they
-load straight back into pandas; the others show rounded text (`0.2512 ± 0.0100`, `[-0.01, +0.03]`).
+load straight back into pandas; the others show numbers with 4 significant digits (`0.2512 ± 0.01`,
+`[-0.01234, +0.03]`), and `inf` / `nan` where a run reported such a value.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,51 +51,74 @@ def print_rich(report: Report) -> None:
         console.print(note, highlight=False, soft_wrap=True)
 
 
-# format specs of the numeric columns that are not metrics
+# Every float shows this many significant digits, trailing zeros kept (0.2100, 0.004667, 1234, 1.200e-19).
+DIGITS = 4
+SIGNIFICANT = f"#.{DIGITS}g"
+# format specs of the numeric columns that are not metrics, by column name or "<metric> <name>" suffix
 NUMBER_FORMATS = {
-    "delta": "+.4f",
-    "p": ".3g",
-    "p_holm": ".3g",
-    "duration_s": ".1f",
+    "delta": "+" + SIGNIFICANT,
+    "p": SIGNIFICANT,
+    "p_holm": SIGNIFICANT,
+    "duration_s": SIGNIFICANT,
     "n": ".0f",
     "pairs": ".0f",
     "seed": ".0f",
 }
+CI = "95% CI"
+TESTED_FIELDS = ("delta", "p", "p_holm")  # "<metric> <field>" columns of a significance test
+
+
+def _number_format(column: str) -> str | None:
+    """The format spec of a numeric column: "delta" and "test/ndcg@10 delta" alike."""
+    if column in NUMBER_FORMATS:
+        return NUMBER_FORMATS[column]
+    metric, space, name = column.rpartition(" ")
+    return NUMBER_FORMATS.get(name) if space and metric and name in TESTED_FIELDS else None
 
 
 def display_frame(report: Report) -> tuple[pd.DataFrame, set[str]]:
     """Rounded text cells for the human formats, and the names of right-aligned (numeric) columns."""
     raw = report.frame
     cells: dict[str, pd.Series] = {}
+    numeric: set[str] = set()
     for column in raw.columns:
-        if column in report.hidden or column.endswith(STD_SUFFIX) or column in ("ci_low", "ci_high"):
+        ending = column.rsplit(" ", 1)[-1]
+        if column in report.hidden or column.endswith(STD_SUFFIX) or ending in ("ci_low", "ci_high"):
             continue
+        spec = _number_format(column)
         if column in report.metrics:
             cells[column] = _mean_std(raw[column], raw.get(column + STD_SUFFIX))
-        elif column in NUMBER_FORMATS:
-            cells[column] = raw[column].map(lambda value, spec=NUMBER_FORMATS[column]: _number(value, spec))
+            numeric.add(column)
+        elif spec is not None:
+            cells[column] = raw[column].map(lambda value, spec=spec: _number(value, spec))
+            numeric.add(column)
         else:
             cells[column] = raw[column].astype("string").fillna("")
-        if column == "delta":
-            cells["95% CI"] = _interval(raw["ci_low"], raw["ci_high"])
-    numeric = {*report.metrics, *NUMBER_FORMATS, "95% CI"} & set(cells)
+        if ending == "delta":
+            prefix = column[: -len("delta")]
+            cells[prefix + CI] = _interval(raw[prefix + "ci_low"], raw[prefix + "ci_high"])
+            numeric.add(prefix + CI)
     return pd.DataFrame(cells, index=raw.index), numeric
 
 
 def _mean_std(mean: pd.Series, std: pd.Series | None) -> pd.Series:
-    """`0.2512 ± 0.0100`; the mean alone where there is no std (a single run, n = 1)."""
+    """`0.2512 ± 0.01`; the mean alone where there is no std (a single run, n = 1)."""
     text = mean.map(_number)
     if std is None:
         return text
     return text.where(std.isna(), text + " ± " + std.map(_number))
 
 
-def _number(value: Any, spec: str = ".4f") -> str:
-    return "" if pd.isna(value) else format(float(value), spec)
+def _number(value: Any, spec: str = SIGNIFICANT) -> str:
+    """`value` in `spec`; blank for a missing value, `inf` / `-inf` spelled out."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(float(value), spec).rstrip(".")  # "#" keeps trailing zeros, and a bare "1234."
 
 
 def _interval(low: pd.Series, high: pd.Series) -> pd.Series:
-    text = "[" + low.map(lambda v: _number(v, "+.4f")) + ", " + high.map(lambda v: _number(v, "+.4f")) + "]"
+    spec = "+" + SIGNIFICANT
+    text = "[" + low.map(lambda v: _number(v, spec)) + ", " + high.map(lambda v: _number(v, spec)) + "]"
     return text.where(low.notna(), "")
 
 

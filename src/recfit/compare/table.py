@@ -8,10 +8,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recfit.compare.discover import Run
@@ -41,6 +42,9 @@ class RunTable:
     runs: pd.DataFrame
     # same index; one column per dotted config key (text); NaN where a run's config lacks the key
     config: pd.DataFrame
+    # same index, one column per metric: "NaN", "inf" or "-inf" where a completed run reported that
+    # value (metrics.json writes NaN as null), "" elsewhere; such values are left out of means and tests
+    non_finite: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def metric_names(self) -> list[str]:
@@ -54,13 +58,13 @@ class RunTable:
         return values.combine_first(summary) if len(values.columns) else summary
 
     def subset(self, mask: pd.Series) -> RunTable:
-        return RunTable(runs=self.runs[mask], config=self.config[mask])
+        return RunTable(runs=self.runs[mask], config=self.config[mask], non_finite=self.non_finite[mask])
 
     def with_metric_columns(self, metrics: list[str]) -> RunTable:
         """Blank columns for chosen metrics that no run reported (e.g. every run failed)."""
         missing = [metric for metric in metrics if metric not in self.runs.columns]
         runs = self.runs.assign(**dict.fromkeys(missing, float("nan"))) if missing else self.runs
-        return RunTable(runs=runs, config=self.config)
+        return RunTable(runs=runs, config=self.config, non_finite=self.non_finite)
 
 
 def build_run_table(runs: list[Run]) -> RunTable:
@@ -78,12 +82,48 @@ def build_run_table(runs: list[Run]) -> RunTable:
     )
     summary["seed"] = pd.to_numeric(summary["seed"], errors="coerce").astype("Int64")
     summary["duration_s"] = pd.to_numeric(summary["duration_s"], errors="coerce")
-    metrics = pd.DataFrame([run.summary.get("metrics") or {} for run in runs], index=summary.index)
+    reported = [run.summary.get("metrics") for run in runs]
+    reported = [values if isinstance(values, dict) else {} for values in reported]
+    metrics = pd.DataFrame(reported, index=summary.index, dtype=object)
     metrics = metrics.apply(pd.to_numeric, errors="coerce").sort_index(axis=1).astype(float)
     # a running run may already hold val/ metrics from a past epoch: not comparable with finished ones
     metrics.loc[summary["status"] != COMPLETED, :] = float("nan")
+    # NaN (written as null) and inf are results, not blanks: name them rather than average them
+    present = (
+        pd.DataFrame(
+            [{name: True for name in values} for values in reported],
+            index=summary.index,
+            columns=metrics.columns,
+        )
+        .fillna(False)
+        .astype(bool)
+    )
+    non_finite = pd.DataFrame("", index=summary.index, columns=metrics.columns)
+    completed = (summary["status"] == COMPLETED).to_numpy()[:, None]
+    non_finite = non_finite.mask(present & metrics.isna() & completed, "NaN")
+    non_finite = non_finite.mask(metrics == np.inf, "inf").mask(metrics == -np.inf, "-inf")
     config = pd.DataFrame([run.config for run in runs], index=summary.index)
-    return RunTable(runs=pd.concat([summary, metrics], axis=1), config=config)
+    return RunTable(runs=pd.concat([summary, metrics], axis=1), config=config, non_finite=non_finite)
+
+
+def non_finite_notes(table: RunTable, metrics: list[str]) -> list[str]:
+    """One line per metric that a completed run reported as NaN or inf, naming up to three runs."""
+    notes = []
+    for metric in metrics:
+        if metric not in table.non_finite:
+            continue
+        flags = table.non_finite[metric]
+        flagged = flags[flags != ""]
+        if flagged.empty:
+            continue
+        parts = []
+        for value, runs in flagged.groupby(flagged, sort=True):
+            labels = list(table.runs.loc[runs.index, "run"])
+            shown = ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")
+            meaning = "NaN (undefined)" if value == "NaN" else value
+            parts.append(f"{meaning} in {len(labels)} run{'s' if len(labels) > 1 else ''} ({shown})")
+        notes.append(f"{metric} is {' and '.join(parts)}: left out of means, std and tests")
+    return notes
 
 
 def run_labels(paths: list[Path]) -> list[str]:
@@ -178,7 +218,10 @@ def group_runs(table: RunTable, by: list[str], metrics: list[str]) -> Groups:
     everyone = runs.groupby("group")
     frame = keys.drop(columns=[key for key in by if key in ROW_COLUMNS]).groupby(label).first()
     frame["n"] = completed.size().reindex(frame.index, fill_value=0)
-    means, stds = completed[metrics].mean(), completed[metrics].std(ddof=1)
+    # non-finite values (noted under the table) would turn a mean into inf or NaN
+    finite = runs.loc[runs["status"] == COMPLETED, metrics].where(lambda v: np.isfinite(v))
+    finite = finite.groupby(runs.loc[finite.index, "group"])
+    means, stds = finite.mean(), finite.std(ddof=1)
     for metric in metrics:
         frame[metric] = means[metric]
         frame[metric + STD_SUFFIX] = stds[metric]

@@ -10,11 +10,23 @@ from numbers import Real
 
 from omegaconf import DictConfig, ListConfig
 
-from recfit.config.schema import LossName, Resampling, TaskName
+from recfit.config.schema import Resampling
 from recfit.errors import ConfigError
+from recfit.tasks.registry import make_task, task_class, task_names
 
 BALANCED = "balanced"
-CLASS_LOSSES = {TaskName.ctr: LossName.bce, TaskName.text_classification: LossName.cross_entropy}
+
+
+def _class_losses() -> str:
+    """ "task=ctr with loss=bce or task=text_classification with loss=cross_entropy": every pair whose
+    loss is over classes."""
+    pairs = [
+        f"task={name} with loss={loss.value}"
+        for name in task_names()
+        for loss in task_class(name).losses
+        if make_task(name, loss=loss).over_classes()
+    ]
+    return " or ".join(pairs)
 
 
 def check_balance(cfg: DictConfig) -> None:
@@ -24,11 +36,11 @@ def check_balance(cfg: DictConfig) -> None:
     used = [key for key, on in active.items() if on]
     if not used:
         return
-    task, loss = cfg.task.name, cfg.loss.name
-    if CLASS_LOSSES.get(task) != loss:
+    task = make_task(cfg.task.name, cfg.task, cfg.loss.name)
+    if cfg.loss.name not in task.losses or not task.over_classes():
         raise ConfigError(
-            f"dataset.{used[0]} needs class labels: task=ctr with loss=bce or task=text_classification "
-            f"with loss=cross_entropy (this run has task '{task.value}' with loss '{loss.value}')"
+            f"dataset.{used[0]} needs class labels: {_class_losses()} "
+            f"(this run has task '{task.name}' with loss '{task.loss.value}')"
         )
     if weights is None or weights == BALANCED:
         return
@@ -38,7 +50,9 @@ def check_balance(cfg: DictConfig) -> None:
         )
     if not all(isinstance(w, Real) and not isinstance(w, bool) and w > 0 for w in weights):
         raise ConfigError(f"dataset.class_weights must all be positive numbers (got {list(weights)})")
-    if task == TaskName.ctr and len(weights) != 2:
+    names = task.class_names
+    if names is not None and len(weights) != len(names):
         raise ConfigError(
-            f"dataset.class_weights for task=ctr takes 2 weights [not clicked, clicked] (got {len(weights)})"
+            f"dataset.class_weights for task={task.name} takes {len(names)} weights [{', '.join(names)}] "
+            f"(got {len(weights)})"
         )

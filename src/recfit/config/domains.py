@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.schema import MultiDomainDatasetConfig
 from recfit.errors import ConfigError
+from recfit.tasks.registry import make_task, task_class, task_names
 
 MULTI_DOMAIN = "multi_domain"
 # `dataset=[a, b]` (a list value, not a sweep): the only form rewritten
@@ -95,10 +96,10 @@ def check_domains(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.mix has no share for domain {missing[0]}: give every domain one, or none")
     if dataset.mix and (dataset.resampling.value != "none" or dataset.length_buckets > 0):
         raise ConfigError("dataset.mix cannot be combined with dataset.resampling or dataset.length_buckets")
-    if cfg.task.name.value == "text_classification":
-        raise ConfigError("multi-domain training does rating, ctr and ranking, not text_classification")
-    if cfg.task.name.value == "ranking" and (cfg.loss.name.value == "bpr" or cfg.task.candidates != "full"):
+    task = make_task(cfg.task.name, cfg.task, cfg.loss.name)
+    if not task.multi_domain:
+        able = [name for name in task_names() if task_class(name).multi_domain]
         raise ConfigError(
-            "multi-domain ranking keeps domains apart with in-batch negatives and full ranking: "
-            "use loss=cross_entropy and task.candidates=full"
+            f"multi-domain training does {', '.join(able[:-1])} and {able[-1]}, not {task.name}"
         )
+    task.check_multi_domain(cfg)

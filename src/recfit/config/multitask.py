@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from recfit.config.schema import LossName, Resampling, TaskName, TaskWeighting
+from recfit.config.schema import Resampling, TaskName, TaskWeighting
 from recfit.errors import ConfigError
+from recfit.tasks.registry import task_class, task_names
 
-# Pointwise tasks read from the same interaction rows (ctr label = rating >= task.rating_threshold),
-# each trained with its own loss. Every model that does both (mf, two_tower, cross_encoder, lr) has
-# multi-task heads; the others fail validate's task check for the primary task already.
-LOSS_OF_TASK: dict[TaskName, LossName] = {TaskName.rating: LossName.mse, TaskName.ctr: LossName.bce}
+# The tasks that can share a model (`multitask = True` in recfit.tasks: rating, ctr) read their targets
+# from the same interaction rows (ctr label = rating >= task.rating_threshold), each trained with its
+# default loss. Every model that does them (mf, two_tower, cross_encoder, lr) has multi-task heads.
 
 
 def task_list(cfg: DictConfig) -> list[TaskName]:
@@ -52,11 +52,12 @@ def check_multitask(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} needs several tasks, e.g. tasks=[rating,ctr]")
         return
     names = [task.value for task in tasks]
+    sharing = [name for name in task_names() if task_class(name).multitask]
     for task in tasks:
-        if task not in LOSS_OF_TASK:
+        if not task_class(task).multitask:
             raise ConfigError(
                 f"tasks: '{task.value}' cannot share a multi-task model; only the pointwise tasks "
-                f"{' and '.join(t.value for t in LOSS_OF_TASK)} can"
+                f"{' and '.join(sharing)} can"
             )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -1,4 +1,5 @@
-"""Where a run writes: names that stay inside `paths.output_dir`, and an output folder that can be written.
+"""Where a run reads and writes: names that stay inside `paths.output_dir`, an output folder that can be
+written, and data paths that are files or folders (a FIFO or a device would block the reader forever).
 
 `experiment_name` becomes a folder (`<output_dir>/runs/<experiment_name>/<time>`, `evals/`, `sweeps/`)
 and a logger's `name` / `version` a sub-folder of the run folder, so none of them may climb out with
@@ -39,6 +40,19 @@ def check_places(cfg: DictConfig) -> None:
                 if key in logger:
                     check_name(logger[key], f"logger.{logger_name}.{key}")
     check_writable(cfg.paths.output_dir, "paths.output_dir")
+    check_data_path(cfg.dataset.get("path"), "dataset.path")
+    for name, domain in (cfg.dataset.get("domains") or {}).items():
+        if isinstance(domain, DictConfig):
+            check_data_path(domain.get("path"), f"dataset.domains.{name}.path")
+
+
+def check_data_path(value: object, key: str) -> None:
+    """An existing data path must be a regular file or a folder, never a FIFO, socket or device."""
+    if value is None:
+        return
+    path = Path(str(value)).expanduser()
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise ConfigError(f"{key} {value} is not a regular file or folder (a FIFO, socket or device)")
 
 
 def check_hydra_places(hydra: DictConfig) -> None:

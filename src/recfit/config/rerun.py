@@ -5,11 +5,14 @@ wrote there is a list of `key=value` task overrides, so anything else is refused
 (`--config-dir=...` would load configs from elsewhere and skip validation), a `hydra.*` or `hydra/`
 override (Hydra's callbacks, launchers, logging: Hydra acts on them before recfit's checks run), and a
 `_target_` anywhere in a key or a value that is not an allowed callable (recfit.config.targets). The
-composed config is checked again as a whole by `compose`, which also covers interpolations.
+composed config is checked again as a whole by `compose`, which also covers interpolations. Nor may a
+folder turn on `backbone.trust_remote_code` (it runs the Python files of the model folder it names)
+unless the user allows that in the environment (RECFIT_TRUST_REMOTE_CODE=1).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,9 @@ from recfit.config.yaml_guard import check_yaml_file
 from recfit.errors import ConfigError
 
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+# Set to 1 to let a run folder's overrides turn on backbone.trust_remote_code.
+TRUST_REMOTE_CODE_VARIABLE = "RECFIT_TRUST_REMOTE_CODE"
+REMOTE_CODE_KEY = "backbone.trust_remote_code"
 # Where the original run wrote: a rerun always writes a new folder of its own.
 PLACE_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
@@ -39,6 +45,12 @@ def saved_overrides(run_dir: Path) -> list[str]:
         overrides = yaml.safe_load(check_yaml_file(file))
     except yaml.YAMLError as error:
         raise ConfigError(f"cannot read {file}: {str(error).splitlines()[0]}") from None
+    return checked_overrides(overrides, file)
+
+
+def checked_overrides(overrides: Any, file: Path) -> list[str]:
+    """`overrides` read from `file` (a run or sweep folder), refused in one line if any could run code
+    or act on Hydra itself; the original run's place keys are left out."""
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{file} is not a list of overrides")
     kept = []
@@ -54,6 +66,12 @@ def saved_overrides(run_dir: Path) -> list[str]:
             raise ConfigError(
                 f"refusing to rerun: {file} sets Hydra's own {key} (Hydra never saves those there; "
                 "give it on the command line if you mean it)"
+            )
+        turns_on = override.partition("=")[2].strip().lower() not in ("false", "null", "0", "")
+        if key == REMOTE_CODE_KEY and turns_on and os.environ.get(TRUST_REMOTE_CODE_VARIABLE) != "1":
+            raise ConfigError(
+                f"refusing to rerun: {file} turns on {REMOTE_CODE_KEY}, which runs the model folder's "
+                f"own code; set {TRUST_REMOTE_CODE_VARIABLE}=1 if you trust it"
             )
         for where, name in _targets(override, file):
             if not (isinstance(name, str) and name in allowed_targets()):

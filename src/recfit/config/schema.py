@@ -17,19 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-class TaskName(str, Enum):
-    rating = "rating"
-    ctr = "ctr"
-    ranking = "ranking"
-    text_classification = "text_classification"
-
-
-class LossName(str, Enum):
-    mse = "mse"
-    bce = "bce"
-    cross_entropy = "cross_entropy"
-    bpr = "bpr"
+from recfit.tasks.names import LossName, TaskName
 
 
 class ModelName(str, Enum):

@@ -20,60 +20,16 @@ from recfit.config.limits import check_limits
 from recfit.config.multitask import check_multitask
 from recfit.config.parent_run import find_parent
 from recfit.config.places import check_places
-from recfit.config.schema import (
-    AdapterName,
-    LossName,
-    Modality,
-    ModelName,
-    TaskName,
-    TextCsvDatasetConfig,
-)
+from recfit.config.schema import AdapterName, Modality, TextCsvDatasetConfig
 from recfit.config.targets import check_targets
 from recfit.errors import ConfigError
-
-LOSSES_FOR_TASK: dict[TaskName, tuple[LossName, ...]] = {
-    TaskName.rating: (LossName.mse,),
-    TaskName.ctr: (LossName.bce,),
-    TaskName.ranking: (LossName.cross_entropy, LossName.bpr),
-    TaskName.text_classification: (LossName.cross_entropy, LossName.mse),
-}
-
-TASKS_FOR_MODEL: dict[ModelName, tuple[TaskName, ...]] = {
-    ModelName.two_tower: (TaskName.rating, TaskName.ctr, TaskName.ranking),
-    ModelName.mf: (TaskName.rating, TaskName.ctr, TaskName.ranking),
-    ModelName.cross_encoder: (TaskName.rating, TaskName.ctr, TaskName.text_classification),
-    ModelName.popularity: (TaskName.ranking,),
-    ModelName.lr: (TaskName.rating, TaskName.ctr),
-}
-
-MODALITIES_FOR_MODEL: dict[ModelName, tuple[Modality, ...]] = {
-    ModelName.two_tower: (Modality.text, Modality.image),
-    ModelName.mf: (Modality.none,),
-    ModelName.cross_encoder: (Modality.text,),
-    ModelName.popularity: (Modality.none,),
-    ModelName.lr: (Modality.none,),
-}
-
-RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
-REGRESSION_METRICS = ("rmse", "mae")
-BINARY_METRICS = ("auc", "gauc", "logloss", "accuracy", "f1")
-CLASSIFICATION_METRICS = ("accuracy", "f1")
+from recfit.models.declarations import declaration
+from recfit.tasks.registry import make_task, task_class, task_names
 
 FREEZE_WORDS = ("none", "all", "embeddings")
 
 # The optional loggers and the package each needs (`pip install "recfit[loggers]"` brings all three).
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
-
-
-def metric_names(task: TaskName, loss: LossName, topk: list[int]) -> list[str]:
-    """Every metric a run with this task and loss reports (without the val/ or test/ prefix)."""
-    if task == TaskName.ranking:
-        return [f"{name}@{k}" for name in RANKING_METRICS for k in topk]
-    if task == TaskName.rating or (task == TaskName.text_classification and loss == LossName.mse):
-        return list(REGRESSION_METRICS)
-    if task == TaskName.ctr:
-        return list(BINARY_METRICS)
-    return list(CLASSIFICATION_METRICS)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -85,32 +41,31 @@ def validate(cfg: DictConfig) -> None:
     task, loss, model = cfg.task.name, cfg.loss.name, cfg.model.name
     modality = cfg.backbone.modality
 
-    if loss not in LOSSES_FOR_TASK[task]:
-        allowed = " or ".join(option.value for option in LOSSES_FOR_TASK[task])
-        raise ConfigError(f"loss '{loss.value}' does not fit task '{task.value}' (use loss={allowed})")
-    if task not in TASKS_FOR_MODEL[model]:
-        allowed = ", ".join(option.value for option in TASKS_FOR_MODEL[model])
-        raise ConfigError(f"model '{model.value}' cannot do task '{task.value}' (it does: {allowed})")
-    if modality not in MODALITIES_FOR_MODEL[model]:
-        wanted = MODALITIES_FOR_MODEL[model]
-        hint = (
-            "backbone=none"
-            if wanted == (Modality.none,)
-            else f"a {' or '.join(m.value for m in wanted)} backbone"
-        )
+    spec = make_task(task, cfg.task, loss)
+    if loss not in spec.losses:
+        allowed = " or ".join(option.value for option in spec.losses)
+        raise ConfigError(f"loss '{loss.value}' does not fit task '{spec.name}' (use loss={allowed})")
+    declared = declaration(model)
+    if spec.shape not in declared.shapes:
+        allowed = ", ".join(name for name in task_names() if task_class(name).shape in declared.shapes)
+        raise ConfigError(f"model '{model.value}' cannot do task '{spec.name}' (it does: {allowed})")
+    if modality not in declared.modalities:
+        wanted = declared.modalities
+        hint = "backbone=none" if wanted == ("none",) else f"a {' or '.join(wanted)} backbone"
         raise ConfigError(f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'")
 
     is_text_csv = OmegaConf.get_type(cfg.dataset) is TextCsvDatasetConfig
-    if (task == TaskName.text_classification) != is_text_csv:
+    if spec.labelled_text != is_text_csv:
+        text_tasks = [name for name in task_names() if task_class(name).labelled_text]
         raise ConfigError(
-            "task 'text_classification' needs a labelled text data set (dataset=text_csv), "
-            "and dataset=text_csv only supports task=text_classification"
+            f"task '{text_tasks[0]}' needs a labelled text data set (dataset=text_csv), "
+            f"and dataset=text_csv only supports task={text_tasks[0]}"
         )
 
-    known = metric_names(task, loss, list(cfg.task.topk))
+    known = spec.metric_names()
     if cfg.task.metric not in known:
         raise ConfigError(
-            f"task.metric '{cfg.task.metric}' is not reported for task '{task.value}' "
+            f"task.metric '{cfg.task.metric}' is not reported for task '{spec.name}' "
             f"with loss '{loss.value}' (choose from: {', '.join(known)})"
         )
     if not re.fullmatch(r"full|(uni|pop)[1-9]\d*", cfg.task.candidates):
@@ -205,16 +160,7 @@ def _check_numbers(cfg: DictConfig) -> None:
         )
     if cfg.trainer.num_nodes < 1:
         raise ConfigError(f"trainer.num_nodes must be at least 1 (got {cfg.trainer.num_nodes})")
-    if (
-        cfg.task.name == TaskName.ranking
-        and cfg.loss.name == LossName.cross_entropy
-        and cfg.dataset.batch_size < 2
-    ):
-        # dataset.batch_size is per device: with several devices each process still needs 2 rows
-        raise ConfigError(
-            "dataset.batch_size must be at least 2 for in-batch softmax: each row's negatives are the other "
-            "rows of its device's batch"
-        )
+    make_task(cfg.task.name, cfg.task, cfg.loss.name).check(cfg)  # the task's own settings, e.g. batch size
     if split.bootstrap < 0:
         raise ConfigError("split.bootstrap must be 0 or more")
     if not 0 < split.train_fraction <= 1:

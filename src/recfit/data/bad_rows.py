@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from recfit.errors import DataError
@@ -40,10 +41,19 @@ class BadRows:
         return frame[~bad].reset_index(drop=True)
 
     def numeric(self, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-        """Coerce `columns` to numbers; rows with a missing or non-numeric value are bad."""
+        """Coerce `columns` to numbers; rows with a missing, non-numeric, NaN or infinite value are bad.
+
+        A NaN or infinite target would only show up later as a diverging loss, blamed on the
+        learning rate; it is bad data, and said so here.
+        """
         frame = frame.copy()
         for column in columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
-        return self.drop(
-            frame, frame[columns].isna().any(axis=1), f"with a missing or non-numeric {'/'.join(columns)}"
-        )
+        finite = np.isfinite(frame[columns].to_numpy(dtype="float64")).all(axis=1)
+        reason = f"with a missing or non-numeric {'/'.join(columns)}, or a NaN or infinite one"
+        return self.drop(frame, pd.Series(~finite, index=frame.index), reason)
+
+    def outside(self, frame: pd.DataFrame, column: str, low: float, high: float, what: str) -> pd.DataFrame:
+        """Rows whose `column` lies outside [low, high] are bad (`what` says what the range is)."""
+        bad = ~frame[column].between(low, high)
+        return self.drop(frame, bad, f"with a {column} outside {what}")

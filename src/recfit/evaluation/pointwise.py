@@ -11,20 +11,57 @@ import torch
 import torchmetrics
 from torchmetrics import classification, regression
 
+# Predicted probabilities are clipped to [CLIP, 1 - CLIP] before the log, in float64 (where 1 - 1e-7 is
+# exact; float32 would round it to 1 - 1.19e-7, a clip that differs on the two sides).
+LOGLOSS_CLIP = 1e-7
+SUM_DTYPE = torch.float64
 
-class LogLoss(torchmetrics.MeanMetric):
-    """Mean binary cross-entropy of predicted probabilities."""
+
+def binary_log_loss(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row binary cross-entropy in float64, probabilities clipped to [1e-7, 1 - 1e-7]."""
+    dtype = torch.float32 if probabilities.device.type == "mps" else SUM_DTYPE  # MPS has no float64
+    p = probabilities.to(dtype).clamp(LOGLOSS_CLIP, 1 - LOGLOSS_CLIP)
+    y = target.to(dtype)
+    return -(y * p.log() + (1 - y) * (1 - p).log())
+
+
+class LogLoss(torchmetrics.Metric):
+    """Mean binary cross-entropy of predicted probabilities (see binary_log_loss), summed in float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=SUM_DTYPE), dist_reduce_fx="sum")
+        self.add_state("rows", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
-        p = probabilities.clamp(1e-7, 1 - 1e-7)
-        super().update(-(target * p.log() + (1 - target) * (1 - p).log()))
+        self.total += binary_log_loss(probabilities, target).sum().to(self.total.dtype)
+        self.rows += target.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.rows if self.rows > 0 else torch.tensor(float("nan"), dtype=SUM_DTYPE)
+
+
+class BinaryAUC(classification.BinaryAUROC):
+    """ROC AUC over all rows; NaN (undefined) when the rows hold one class only.
+
+    torchmetrics returns 0.0 there, which reads as a perfectly wrong model; scikit-learn refuses
+    and RecBole returns NaN.
+    """
+
+    def compute(self) -> torch.Tensor:
+        target = torchmetrics.utilities.dim_zero_cat(self.target)
+        if target.numel() == 0 or bool(target.min() == target.max()):
+            return torch.tensor(float("nan"))
+        return super().compute()
 
 
 class GroupAUC(torchmetrics.Metric):
-    """GAUC: each user's AUC, averaged with weights = the user's number of rows.
+    """GAUC: each user's AUC, averaged over users.
 
-    Users whose rows are all positive or all negative have no AUC and are left out (the usual
-    definition); ties in predictions count half, as in the Mann-Whitney statistic.
+    `compute()` is RecBole's `gauc`: users weighted by their number of positive rows. `compute_all()`
+    adds `gauc_rows`, weighted by the user's number of rows. Users whose rows are all positive or all
+    negative have no AUC and are left out (as RecBole does); ties in predictions count half, as in the
+    Mann-Whitney statistic. NaN when no user has both classes.
     """
 
     def __init__(self) -> None:
@@ -38,6 +75,10 @@ class GroupAUC(torchmetrics.Metric):
         self.users.append(users.detach().long())
 
     def compute(self) -> torch.Tensor:
+        return self.compute_all()["gauc"]
+
+    def compute_all(self) -> dict[str, torch.Tensor]:
+        """{"gauc": weighted by positives (RecBole), "gauc_rows": weighted by rows}."""
         frame = pd.DataFrame(
             {
                 "user": torchmetrics.utilities.dim_zero_cat(self.users).cpu().numpy(),
@@ -50,13 +91,18 @@ class GroupAUC(torchmetrics.Metric):
         per_user = frame.groupby("user").agg(
             rows=("target", "size"), positives=("target", "sum"), positive_ranks=("positive_rank", "sum")
         )
-        negatives = per_user["rows"] - per_user["positives"]
-        per_user = per_user[(per_user["positives"] > 0) & (negatives > 0)]
-        positives, negatives = per_user["positives"], negatives[per_user.index]
-        auc = (per_user["positive_ranks"] - positives * (positives + 1) / 2) / (positives * negatives)
+        per_user["negatives"] = per_user["rows"] - per_user["positives"]
+        per_user = per_user[(per_user["positives"] > 0) & (per_user["negatives"] > 0)].astype(float)
         if per_user.empty:
-            return torch.tensor(float("nan"))
-        return torch.tensor(float((auc * per_user["rows"]).sum() / per_user["rows"].sum()))
+            return {name: torch.tensor(float("nan"), dtype=SUM_DTYPE) for name in ("gauc", "gauc_rows")}
+        positives, negatives = per_user["positives"], per_user["negatives"]
+        auc = (per_user["positive_ranks"] - positives * (positives + 1) / 2) / (positives * negatives)
+        return {
+            "gauc": torch.tensor(float((auc * positives).sum() / positives.sum()), dtype=SUM_DTYPE),
+            "gauc_rows": torch.tensor(
+                float((auc * per_user["rows"]).sum() / per_user["rows"].sum()), dtype=SUM_DTYPE
+            ),
+        }
 
 
 def regression_metrics() -> torchmetrics.MetricCollection:
@@ -68,7 +114,7 @@ def regression_metrics() -> torchmetrics.MetricCollection:
 def binary_metrics() -> torchmetrics.MetricCollection:
     return torchmetrics.MetricCollection(
         {
-            "auc": classification.BinaryAUROC(),
+            "auc": BinaryAUC(),
             "logloss": LogLoss(),
             "accuracy": classification.BinaryAccuracy(),
             "f1": classification.BinaryF1Score(),
@@ -96,13 +142,11 @@ def per_row_values(output: torch.Tensor, target: torch.Tensor) -> dict[str, torc
             "correct": (output.argmax(-1) == target).float(),
         }
     if not target.is_floating_point():
-        p = output.clamp(1e-7, 1 - 1e-7)
-        logloss = -(target * p.log() + (1 - target) * (1 - p).log())
         return {
             "target": target,
             "prediction": output,
-            "logloss": logloss,
-            "correct": ((p >= 0.5) == target).float(),
+            "logloss": binary_log_loss(output, target),
+            "correct": ((output >= 0.5) == target).float(),
         }
     error = output - target
     return {"target": target, "prediction": output, "squared_error": error**2, "abs_error": error.abs()}

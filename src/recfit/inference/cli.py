@@ -14,7 +14,7 @@ from typing import Any
 
 from recfit.errors import RecfitError
 
-EXPLAINED = 3  # history items (or tokens) shown per recommended item
+EXPLAINED = 3  # top history items compared across recommended items (the same ones: a note says why)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,24 +114,43 @@ def _print_table(user: str, items: list[Any], explanations: list[Any] | None) ->
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    if explanations:
+        _print_explained(console, user, items, explanations)
+        return
     table = Table(title=f"top {len(items)} for user {user} (seen items excluded)")
     for column, justify in (("rank", "right"), ("item", "left"), ("score", "right"), ("title", "left")):
         table.add_column(column, justify=justify)
-    if explanations:
-        table.add_column(f"top {EXPLAINED} contributions (+ remainder)")
-    for index, item in enumerate(items):
-        cells = [str(item.rank), item.item_id, f"{item.score:.4f}", item.title or ""]
-        if explanations:
-            explanation = explanations[index]
-            parts = [f"{c.title or c.name}: {c.value:+.4f}" for c in explanation.top(EXPLAINED)] + [
-                f"remainder {explanation.remainder:+.4f}"
-            ]
-            cells.append("\n".join(parts))
-        table.add_row(*cells)
-    console = Console()
+    for item in items:
+        table.add_row(str(item.rank), item.item_id, f"{item.score:.4f}", item.title or "")
     console.print(table)
-    if explanations:
-        console.print(f"explanation: {explanations[0].method}", soft_wrap=True, highlight=False)
+
+
+def _print_explained(console: Any, user: str, items: list[Any], explanations: list[Any]) -> None:
+    """Each item, then its largest terms, the rest and the remainder: the printed values add up."""
+    from recfit.inference.explain import DECIMALS, printed_terms, shared_top
+
+    tokens = explanations[0].method.startswith("integrated gradients")
+    other = "tokens" if tokens else "history items"
+    say = {"soft_wrap": True, "highlight": False, "markup": False}
+    title = f"top {len(items)} for user {user} (seen items excluded)"
+    console.print(f"{title}; each score is the sum of the terms below it", **say)
+    for item, explanation in zip(items, explanations, strict=True):
+        console.print(f"{item.rank:>3}. {item.title or item.item_id} (item {item.item_id})", **say)
+        for label, value in printed_terms(explanation, other):
+            console.print(f"       {value}  {label}", **say)
+        console.print(f"       ={item.score:.{DECIMALS}f}  score", **say)
+    console.print(f"explanation: {explanations[0].method}", **say)
+    common = shared_top(explanations, EXPLAINED)
+    if common and not tokens:
+        cosine = [e.extra.get("mean_cosine_to_other_items") for e in explanations]
+        alike = sum(cosine) / len(cosine) if None not in cosine else float("nan")
+        console.print(
+            f"note: every item's top {EXPLAINED} are the same history items: the recommended items are "
+            f"alike in the model's space (mean cosine between them {alike:.2f}), so the same part of the "
+            "history explains them all",
+            **say,
+        )
 
 
 def embed_command(arguments: list[str]) -> int:

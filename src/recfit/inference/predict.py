@@ -225,12 +225,10 @@ def _codes(
     return codes.to_numpy(dtype=np.int64)
 
 
-def _predict_pairs(loaded: Any, frame: pd.DataFrame) -> Predictions:
+def _predict_pairs(loaded: Any, frame: pd.DataFrame, task: Any) -> Predictions:
     import torch
 
-    from recfit.config.schema import TaskName
     from recfit.data.datamodule import InteractionCollator
-    from recfit.evaluation.pointwise import binary_metrics, regression_metrics
 
     data, datamodule = loaded.data, loaded.datamodule
     users = _codes(data.user_ids, data.num_users, frame, USER_COLUMN, data.name)
@@ -249,10 +247,10 @@ def _predict_pairs(loaded: Any, frame: pd.DataFrame) -> Predictions:
             outputs.append(loaded.recommender(collate(rows.tolist())).float())
     output = torch.cat(outputs)
     result = frame.copy()
-    ctr = loaded.cfg.task.name == TaskName.ctr
+    ctr = task.over_classes()  # a pair's label is clicked or not (recfit.tasks.ctr)
     target = None
     if ctr:
-        output = torch.sigmoid(output)
+        output = task.prediction(output)
         result[PROBABILITY] = output.numpy()
         result[PREDICTION] = (output >= 0.5).long().numpy()
         if LABEL_COLUMN in frame.columns:
@@ -273,9 +271,9 @@ def _predict_pairs(loaded: Any, frame: pd.DataFrame) -> Predictions:
         rows = ~np.isnan(target)
         kept = output[torch.as_tensor(rows)]
         if ctr:
-            values = _metrics(binary_metrics(), kept, torch.as_tensor(target[rows]).long())
+            values = _metrics(task.new_metrics(2), kept, torch.as_tensor(target[rows]).long())
         else:
-            values = _metrics(regression_metrics(), kept.double(), torch.as_tensor(target[rows]))
+            values = _metrics(task.new_metrics(0), kept.double(), torch.as_tensor(target[rows]))
         predictions.metrics = {k: v for k, v in values.items() if not math.isnan(v)}
         predictions.labelled_rows = int(rows.sum())
     return predictions
@@ -286,28 +284,29 @@ def predict_frame(
 ) -> Predictions:
     """Predictions of a loaded run for the rows of `frame` (cells as text, as `read_input` gives them)."""
     from recfit.config.multitask import task_list
-    from recfit.config.schema import TaskName
+    from recfit.tasks.base import TaskShape
+    from recfit.tasks.registry import make_task
 
     if task_list(loaded.cfg):
         raise RecfitError(
             "predict supports single-task runs; this multi-task run predicts one output per task"
         )
-    task = loaded.cfg.task.name
+    task = make_task(loaded.cfg.task.name, loaded.cfg.task, loaded.cfg.loss.name)
     added = {PREDICTION, PROBABILITY} | {
         f"{CLASS_PROBABILITY}{name}" for name in loaded.data.label_names or []
     }
     clash = [column for column in frame.columns if column in added]
     if clash:
         raise DataError(f"the input already has a column '{clash[0]}', which predict would write")
-    if task == TaskName.text_classification:
+    if task.shape == TaskShape.row_label:
         dataset = loaded.cfg.dataset
         return _predict_texts(
             loaded, frame, text_column or dataset.text_column, label_column or dataset.label_column
         )
-    if task in (TaskName.rating, TaskName.ctr):
-        return _predict_pairs(loaded, frame)
+    if task.shape == TaskShape.pair_score:
+        return _predict_pairs(loaded, frame, task)
     raise RecfitError(
-        f"predict scores given rows (text_classification, rating, ctr); a {task.value} run ranks items: "
+        f"predict scores given rows (text_classification, rating, ctr); a {task.name} run ranks items: "
         "use `recfit recommend RUN_DIR --user ID`"
     )
 

@@ -1,11 +1,9 @@
-"""Losses, chosen by (task, loss). Which pairs are allowed lives in recfit.config.validate."""
+"""Ranking losses over scores. Each task (recfit.tasks) picks its loss; the pointwise ones are torch's own."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
-
-from recfit.config.schema import LossName, TaskName
 
 
 def in_batch_softmax(
@@ -28,27 +26,6 @@ def in_batch_softmax(
     return F.cross_entropy(logits, torch.arange(len(items), device=items.device))
 
 
-def task_loss(
-    task: TaskName,
-    loss: LossName,
-    output,
-    target: torch.Tensor,
-    temperature: float,
-    log_frequency: torch.Tensor | None = None,
-    class_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The training loss of one batch. `output` is the model's: scores or logits, (scores [B, B], items)
-    for in-batch softmax, or (positive scores, negative scores) for BPR. `class_weights` (one per class)
-    weight cross-entropy per class, and binary cross-entropy through pos_weight = w[1] / w[0]."""
-    if loss == LossName.bpr:
-        positive, negative = output
-        return -F.logsigmoid(positive - negative).mean()
-    if task == TaskName.ranking:
-        scores, items = output
-        return in_batch_softmax(scores, items, temperature, log_frequency)
-    if loss == LossName.mse:
-        return F.mse_loss(output, target.float())
-    if loss == LossName.bce:
-        pos_weight = None if class_weights is None else class_weights[1] / class_weights[0]
-        return F.binary_cross_entropy_with_logits(output, target.float(), pos_weight=pos_weight)
-    return F.cross_entropy(output, target.long(), weight=class_weights)
+def bpr(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """Bayesian personalised ranking: -log sigmoid(positive score - negative score), averaged over rows."""
+    return -F.logsigmoid(positive - negative).mean()

@@ -1,23 +1,21 @@
-"""The LightningModule: a recommender, its loss, its optimizer, and the task's metrics."""
+"""The LightningModule: a recommender, its tasks' losses and metrics (recfit.tasks), its optimizer."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torchmetrics
 from omegaconf import DictConfig
 from torch import nn
 
-from recfit.config.schema import LossName, TaskName
-from recfit.config.validate import RANKING_METRICS
 from recfit.data.datamodule import Catalogue
 from recfit.errors import TrainingDivergedError
-from recfit.evaluation import pointwise
-from recfit.evaluation.pointwise import per_row_values
-from recfit.evaluation.ranking import ranking_metrics, top_k_candidates, top_k_items
-from recfit.training.domains import DomainLayout, DomainMetrics, mask_other_domains, top_k_within_domains
-from recfit.training.losses import task_loss
+from recfit.evaluation.ranking import top_k_candidates, top_k_items
+from recfit.tasks.base import Task
+from recfit.tasks.registry import make_task
+from recfit.training.domains import DomainLayout, DomainMetrics, top_k_within_domains
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
@@ -35,7 +33,12 @@ def non_persistent_buffers(module: nn.Module) -> list[str]:
 
 class RecModule(pl.LightningModule):
     """Trains any recfit recommender on any task; logs `val/<metric>` and `test/<metric>` (multi-task:
-    `val/<task>/<metric>`)."""
+    `val/<task>/<metric>`).
+
+    What a task is (its loss, its metrics, what it asks of the model) is its class in recfit.tasks; this
+    module runs its tasks alike, one or several (a single task is a multi-task run with one task), and
+    owns what they share: the recommender, the optimizer, the catalogue for ranking, the domains.
+    """
 
     def __init__(
         self,
@@ -56,9 +59,12 @@ class RecModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.recommender = recommender
-        self.task_name: TaskName = task.name
-        self.loss_name: LossName = loss.name
-        self.topk = list(task.topk)
+        # one task alone, or several (tasks=[rating,ctr]): each with its default loss, logged under its name
+        self.tasks: list[Task] = (
+            [make_task(name, task, None, f"{name}/") for name in multitask.task_names]
+            if multitask is not None
+            else [make_task(task.name, task, loss.name)]
+        )
         self.temperature = loss.temperature
         self.l2 = loss.l2
         self.optimizer_cfg = optimizer
@@ -69,75 +75,59 @@ class RecModule(pl.LightningModule):
         self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
         self.ranked_items: torch.Tensor | None = None
-        use_logq = (
-            self.task_name == TaskName.ranking and loss.logq_correction and item_log_frequency is not None
-        )
+        use_logq = item_log_frequency is not None and any(t.corrects_popularity(loss) for t in self.tasks)
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
         self.register_buffer("class_weights", class_weights, persistent=False)  # dataset.class_weights
-        self.metrics = nn.ModuleDict({stage: self._metrics(num_classes) for stage in STAGES})
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict({t.name: t.new_metrics(num_classes) for t in self.tasks})
+                for stage in STAGES
+            }
+        )
+        # metrics that need each row's user as well (ctr's GAUC) sit beside the collections
+        self.row_user_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {t.name: m for t in self.tasks if (m := t.new_row_user_metric()) is not None}
+                )
+                for stage in STAGES
+            }
+        )
         # multi-domain data: domains kept apart in training and ranking, metrics also per domain
         self.domains = domains
         for side in ("user_domain", "item_domain"):
             self.register_buffer(side, None if domains is None else getattr(domains, side), persistent=False)
         self.domain_metrics = None
-        if domains is not None:
-            self.domain_metrics = DomainMetrics(domains.names, STAGES, lambda: self._metrics(num_classes))
-        # several tasks (tasks=[rating,ctr]): their losses, weighting and metrics, in place of the above
+        if domains is not None:  # one task (multi-task runs take one data set)
+            self.domain_metrics = DomainMetrics(
+                domains.names, STAGES, lambda: self.tasks[0].new_metrics(num_classes)
+            )
+        # several tasks: the weighting of their losses
         self.multitask = multitask
-        # GAUC needs each row's user as well, so it sits beside the collection
-        self.group_auc = (
-            nn.ModuleDict({stage: pointwise.GroupAUC() for stage in STAGES})
-            if task.name == TaskName.ctr and multitask is None
-            else None
-        )
         self.test_rows: list[dict[str, torch.Tensor]] = []
         # data-derived caches (frozen item vectors, frozen-layer states, logQ) are built alike on every
         # rank: DDP must not broadcast them, possibly gigabytes, from rank 0 at every step
         self._ddp_params_and_buffers_to_ignore = non_persistent_buffers(self)
         self.sum_dtype = torch.float64
 
-    def _metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
-        if self.task_name == TaskName.ranking:
-            names = [f"{metric}@{k}" for metric in RANKING_METRICS for k in self.topk]
-            return torchmetrics.MetricCollection({name: torchmetrics.MeanMetric() for name in names})
-        if self.task_name == TaskName.rating or self.loss_name == LossName.mse:
-            return pointwise.regression_metrics()
-        if self.task_name == TaskName.ctr:
-            return pointwise.binary_metrics()
-        return pointwise.multiclass_metrics(num_classes)
+    def _column(self, values: torch.Tensor, column: int) -> torch.Tensor:
+        """Task `column`'s share of outputs or targets: [B, T] with several tasks, the whole with one."""
+        return values if len(self.tasks) == 1 else values[:, column]
 
     # ---- training -------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        if self.loss_name == LossName.bpr:
-            users = self.recommender.encode_users(batch["user"])
-            positive = (users * self.recommender.batch_item_vectors(batch, "item")).sum(-1)
-            negative = (users * self.recommender.batch_item_vectors(batch, "negative")).sum(-1)
-            output = (positive, negative)
-        elif self.task_name == TaskName.ranking:
-            users = self.recommender.encode_users(batch["user"])
-            items = self.recommender.batch_item_vectors(batch)
-            scores = users @ items.T
-            if self.domains is not None:  # an item of another domain is no negative for this user
-                scores = mask_other_domains(
-                    scores, self.user_domain[batch["user"]], self.item_domain[batch["item"]]
-                )
-            output = (scores, batch["item"])
-        else:
-            output = self.recommender(batch)
+        # the tasks of a multi-task run all score rows: one forward pass serves them all
+        output = self.tasks[0].training_output(self, batch)
+        parts = [
+            task.loss_value(self._column(output, column), self._column(batch["target"], column), self)
+            for column, task in enumerate(self.tasks)
+        ]
         if self.multitask is not None:
-            loss, parts = self.multitask.loss(output, batch["target"])
-            for name, value in parts.items():
+            loss, logged = self.multitask.combine(parts)
+            for name, value in logged.items():
                 self.log(name, value, on_step=True, on_epoch=True, batch_size=len(batch["user"]))
         else:
-            loss = task_loss(
-                self.task_name,
-                self.loss_name,
-                output,
-                batch["target"],
-                self.temperature,
-                self.item_log_frequency,
-                self.class_weights,
-            )
+            (loss,) = parts
         if self.l2 > 0 and hasattr(self.recommender, "l2_penalty"):
             loss = loss + self.l2 * self.recommender.l2_penalty(batch)
         if not torch.isfinite(loss):
@@ -155,100 +145,80 @@ class RecModule(pl.LightningModule):
         return build_optimizer(self, self.optimizer_cfg, self.scheduler_cfg, total)
 
     # ---- evaluation -----------------------------------------------------------------------------
+    def _sum_dtype(self, task: Task) -> torch.dtype | None:
+        """The dtype a task's metric sums run in: float64 (float32 on MPS) when it asks for it, and for
+        every task of a multi-task run (log loss included); None: as the values come."""
+        return self.sum_dtype if len(self.tasks) > 1 or task.sums_in_float64 else None
+
     def _sum_in_float64(self, stage: str) -> None:
         """Sums of per-user / per-row values in float64: totals then do not depend on how rows fall into
         batches and DDP processes. Set at each epoch start: Lightning's setup resets a metric's dtype."""
-        sums = self.task_name in (TaskName.ranking, TaskName.rating) or self.loss_name == LossName.mse
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
-        if sums:
-            self.metrics[stage].set_dtype(self.sum_dtype)
+        for task in self.tasks:
+            if self._sum_dtype(task) is None:
+                continue
+            self.metrics[stage][task.name].set_dtype(self.sum_dtype)
             if self.domain_metrics is not None:
                 for collection in self.domain_metrics.stages[stage].values():
                     collection.set_dtype(self.sum_dtype)
-        if self.multitask is not None:
-            self.multitask.set_sum_dtype(stage, self.sum_dtype)
 
     def _prepare_catalogue(self, stage: str) -> None:
-        if self.task_name == TaskName.ranking:
+        if any(task.ranks_catalogue for task in self.tasks):
             self.catalogue = self.recommender.catalogue_vectors(
                 self.item_source.item_batches(self.catalogue_batch_size)
             )
             ranked = self.item_source.ranked_items(stage)
             self.ranked_items = None if ranked is None else ranked.to(self.catalogue.device)
 
+    def top_k(self, batch: dict, depth: int) -> torch.Tensor:
+        """[B, depth] the best item codes for each user of an evaluation batch, from the catalogue."""
+        users = self.recommender.encode_users(batch["user"])
+        if "candidates" in batch:
+            return top_k_candidates(users, self.catalogue, batch["candidates"], depth)
+        if self.domains is not None:  # each user ranks their own domain's items only
+            return top_k_within_domains(
+                users,
+                self.user_domain[batch["user"]],
+                self.catalogue,
+                batch["seen_items"],
+                depth,
+                self.domains.item_ranges(),
+                self.ranked_items,
+            )
+        if self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
+            no_exclusions = batch["seen_items"][:, :0]
+            local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
+            return self.ranked_items[local]
+        return top_k_items(users, self.catalogue, batch["seen_items"], depth)
+
+    def _row_user_metric(self, stage: str, task: Task) -> nn.Module | None:
+        metrics = self.row_user_metrics[stage]
+        return metrics[task.name] if task.name in metrics else None  # noqa: SIM401 (ModuleDict has no get)
+
     def on_validation_epoch_start(self) -> None:
         self._sum_in_float64("val")
         self._prepare_catalogue("val")
 
     def _evaluate(self, batch: dict, stage: str) -> None:
-        metrics = self.metrics[stage]
-        if self.task_name == TaskName.ranking:
-            users = self.recommender.encode_users(batch["user"])
-            depth = max(self.topk)
-            if "candidates" in batch:
-                top = top_k_candidates(users, self.catalogue, batch["candidates"], depth)
-            elif self.domains is not None:  # each user ranks their own domain's items only
-                top = top_k_within_domains(
-                    users,
-                    self.user_domain[batch["user"]],
-                    self.catalogue,
-                    batch["seen_items"],
-                    depth,
-                    self.domains.item_ranges(),
-                    self.ranked_items,
-                )
-            elif self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
-                no_exclusions = batch["seen_items"][:, :0]
-                local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
-                top = self.ranked_items[local]
-            else:
-                top = top_k_items(users, self.catalogue, batch["seen_items"], depth)
-            values = ranking_metrics(top, batch["target_items"], self.topk)
-            for name, per_user in values.items():
-                metrics[name].update(
-                    per_user.to(self.sum_dtype)
-                )  # float64 batch sums too (see _sum_in_float64)
-            if self.domain_metrics is not None:
-                self.domain_metrics.update(
-                    stage,
-                    self.user_domain[batch["user"]],
-                    lambda domain, rows: [
-                        domain[n].update(v[rows].to(self.sum_dtype)) for n, v in values.items()
-                    ],
-                )
-            if stage == "test":
-                self.test_rows.append({"user": batch["user"], **values, **self._domain_column(batch)})
-            return
-        output = self.recommender(batch)
-        if self.multitask is not None:
-            rows = self.multitask.update(stage, output, batch["target"], batch["user"], self.sum_dtype)
-            if stage == "test":
-                self.test_rows.append({"user": batch["user"], "item": batch["item"], **rows})
-            return
-        target = batch["target"]
-        if self.task_name == TaskName.ctr:
-            output = torch.sigmoid(output)
-            target = target.long()
-            self.group_auc[stage].update(output, target, batch["user"])
-        summed = (output, target)
-        if target.is_floating_point():  # regression: float64 batch sums too (see _sum_in_float64)
-            summed = (output.to(self.sum_dtype), target.to(self.sum_dtype))
-        metrics.update(*summed)
+        output, target = self.tasks[0].evaluation_output(self, batch), batch.get("target")
+        rows = {"user": batch["user"], **self.tasks[0].row_identity(batch)}
+        update_domains = None
         if self.domain_metrics is not None:
-            self.domain_metrics.update(
-                stage,
-                self.user_domain[batch["user"]],
-                lambda domain, rows: domain.update(*(x[rows] for x in summed)),
+            update_domains = partial(self.domain_metrics.update, stage, self.user_domain[batch["user"]])
+        for column, task in enumerate(self.tasks):
+            values = task.evaluate(
+                self,
+                batch,
+                None if output is None else self._column(output, column),
+                None if target is None else self._column(target, column),
+                self.metrics[stage][task.name],
+                self._row_user_metric(stage, task),
+                self._sum_dtype(task),
+                update_domains,
             )
+            rows.update({task.prefix + key: value for key, value in values.items()})
         if stage == "test":
-            self.test_rows.append(
-                {
-                    "user": batch["user"],
-                    "item": batch["item"],
-                    **per_row_values(output, target),
-                    **self._domain_column(batch),
-                }
-            )
+            self.test_rows.append({**rows, **self._domain_column(batch)})
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
@@ -277,19 +247,15 @@ class RecModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        if self.multitask is not None:
-            values = self.multitask.compute(stage)  # `<task>/<metric>`
-        else:
-            values = self.metrics[stage].compute()
-        if self.group_auc is not None:
-            values["gauc"] = self.group_auc[stage].compute()
-            self.group_auc[stage].reset()
+        values: dict[str, torch.Tensor] = {}
+        for task in self.tasks:
+            computed = task.compute(self.metrics[stage][task.name], self._row_user_metric(stage, task))
+            values.update({task.prefix + key: value for key, value in computed.items()})
         if self.domain_metrics is not None:
             values.update(self.domain_metrics.compute(stage))
         for name, value in values.items():
             # already synchronised across processes by torchmetrics
             self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))
-        self.metrics[stage].reset()
         self.catalogue = None
 
     def on_validation_epoch_end(self) -> None:

@@ -20,16 +20,17 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
-from recfit.config.multitask import LOSS_OF_TASK, fixed_weights, monitor_key, task_list
+from recfit.config.multitask import fixed_weights, monitor_key
 from recfit.config.record import run_identity
-from recfit.config.schema import LossName, Modality, ModelName, SplitMethod, TaskName
+from recfit.config.schema import Modality, ModelName
 from recfit.data.configured import data_source, loading
-from recfit.data.datamodule import FULL_RANKING, BatchInputs, BatchPlan, RecDataModule, parse_candidates
+from recfit.data.datamodule import BatchInputs, BatchPlan, RecDataModule
 from recfit.data.encode import ImageContent, TextContent
 from recfit.data.tables import ITEM, RecData
 from recfit.data.token_cache import cached_token_ids
 from recfit.errors import DataError
 from recfit.models.backbone import Backbone, load_backbone
+from recfit.models.declarations import declaration
 from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layers
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
@@ -50,6 +51,7 @@ from recfit.run_folder import (
     replace_atomic,
     write_json_atomic,
 )
+from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import console, curves, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
@@ -63,18 +65,11 @@ from recfit.training.module import RecModule
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.per_user import PerUserWriter
 from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
-from recfit.training.targets import multitask_targets, targets_for
+from recfit.training.targets import targets_of
 from recfit.training.throughput import TrainThroughput
 
 log = logging.getLogger(__name__)
 
-INPUTS_FOR_MODEL = {
-    ModelName.mf: BatchInputs.ids,
-    ModelName.two_tower: BatchInputs.item_content,
-    ModelName.cross_encoder: BatchInputs.pair_text,
-    ModelName.popularity: BatchInputs.ids,
-    ModelName.lr: BatchInputs.ids,
-}
 PREFIX_CACHE_MODELS = (ModelName.two_tower, ModelName.cross_encoder)  # models with a `prefix_cache`
 
 
@@ -103,27 +98,6 @@ def item_and_user_content(
     return items, users
 
 
-def _num_outputs(cfg: DictConfig, data: RecData) -> int:
-    if cfg.task.name == TaskName.text_classification and cfg.loss.name == LossName.cross_entropy:
-        classes = len(data.label_names or [])
-        if classes < 2:
-            raise DataError(
-                f"text classification needs at least 2 distinct labels; '{data.name}' has {classes}"
-            )
-        return classes
-    return 1
-
-
-def _output_offset(task: TaskName, loss: LossName, train_targets: np.ndarray) -> float:
-    """Where predictions start: the mean target (regression) or the base rate's logit (ctr)."""
-    if task == TaskName.rating or (task == TaskName.text_classification and loss == LossName.mse):
-        return float(train_targets.mean())
-    if task == TaskName.ctr:
-        rate = float(np.clip(train_targets.mean(), 1e-4, 1 - 1e-4))
-        return math.log(rate / (1 - rate))
-    return 0.0
-
-
 def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
     """log of each item's share of training interactions (unseen items count as seen once)."""
     counts = np.bincount(train[ITEM].to_numpy(), minlength=num_items).clip(min=1)
@@ -142,21 +116,6 @@ class Built:
     item_vector_cache: str | None = None  # hit | miss | recomputed | disabled; None: no frozen item tower
 
 
-def _candidates_protocol(cfg: DictConfig, num_items: int, domains: list[str] | None = None) -> str:
-    if cfg.task.name != TaskName.ranking:
-        return "pointwise metrics on the held-out interactions"
-    within = "" if domains is None else " of the user's own domain"
-    if cfg.split.method == SplitMethod.cold_item:
-        return f"held-out cold items{within} ranked among themselves"
-    if cfg.task.candidates == FULL_RANKING:
-        if domains is not None:
-            return "full ranking over the items of the user's own domain, seen items masked"
-        return f"full ranking over all {num_items:,} items, seen items masked"
-    kind, count = parse_candidates(cfg.task.candidates)
-    how = "uniformly" if kind == "uni" else "by popularity"
-    return f"ranking among {count} negatives sampled {how} per user (not comparable with full ranking)"
-
-
 def _frozen_item_states(cfg: DictConfig, backbone: Backbone | None) -> str | None:
     """What the model keeps of its items' frozen backbone output: "vectors" (a fully frozen two-tower
     encodes every item once), "layers" (the first N frozen layers run once per item), or None."""
@@ -171,14 +130,11 @@ def _frozen_item_states(cfg: DictConfig, backbone: Backbone | None) -> str | Non
 
 def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | None) -> BatchPlan:
     """What a run's task, loss, model and backbone ask of each batch."""
-    task, loss = cfg.task.name, cfg.loss.name
-    tasks = task_list(cfg)  # multi-task: [rows, tasks] targets, in this order
-    threshold = cfg.task.rating_threshold
+    primary = make_task(cfg.task.name, cfg.task, cfg.loss.name)
     return BatchPlan(
-        inputs=INPUTS_FOR_MODEL[cfg.model.name],
-        targets=partial(multitask_targets, tasks=tasks, rating_threshold=threshold)
-        if tasks
-        else partial(targets_for, task=task, loss=loss, rating_threshold=threshold),
+        inputs=BatchInputs(declaration(cfg.model.name).inputs),
+        # several tasks: [rows, tasks] targets, in the order of `tasks`
+        targets=partial(targets_of, tasks=tasks_of_run(cfg)),
         content=partial(
             item_and_user_content,
             modality=cfg.backbone.modality,
@@ -187,8 +143,8 @@ def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | Non
             data_dir=cfg.paths.data_dir,
             user_text=cfg.model.name == ModelName.cross_encoder,
         ),
-        ranking=task == TaskName.ranking,
-        negatives=loss == LossName.bpr,
+        ranking=primary.ranks_catalogue,
+        negatives=primary.needs_negatives,
         candidates=cfg.task.candidates,
         cached_item_states=frozen_item_states is not None,
     )
@@ -203,27 +159,28 @@ def build(cfg: DictConfig) -> Built:
     )
     datamodule.setup()  # the model's sizes, offsets and caches come from the data
     data, splits, targets = datamodule.data, datamodule.splits, datamodule.targets
-    candidates = _candidates_protocol(cfg, data.num_items, data.domain_names)
+    primary = make_task(cfg.task.name, cfg.task, cfg.loss.name)  # chooses the model (multi-task: `task`)
+    candidates = primary.protocol(cfg, data.num_items, data.domain_names)
     protocol = f"{datamodule.filtered}; {splits.protocol}; {candidates}"
     log.info("protocol: %s; sizes %s", protocol, splits.sizes())
-    task, loss = cfg.task.name, cfg.loss.name
-    tasks = task_list(cfg)
-    num_outputs = _num_outputs(cfg, data)
+    tasks = tasks_of_run(cfg)
+    num_outputs = primary.num_outputs(data)
     recommender = instantiate(
         cfg.model,
         backbone=backbone,
         num_users=data.num_users,
         num_items=data.num_items,
         num_outputs=num_outputs,
-        normalize=task == TaskName.ranking and loss == LossName.cross_entropy,
-        biases=task in (TaskName.rating, TaskName.ctr),
+        **primary.recommender_options(),
         user_features=data.user_features,
         item_features=data.item_features,
-        num_tasks=len(tasks) or 1,
+        num_tasks=len(tasks),
     )
-    offsets = [_output_offset(t, LOSS_OF_TASK[t], targets["train"][:, i]) for i, t in enumerate(tasks)]
-    recommender.set_output_offset(offsets or _output_offset(task, loss, targets["train"]))
-    lineage = take_parent_weights(cfg.init_from, recommender, task.value) if cfg.init_from.path else None
+    if len(tasks) == 1:
+        recommender.set_output_offset(primary.output_offset(targets["train"]))
+    else:
+        recommender.set_output_offset([t.output_offset(targets["train"][:, i]) for i, t in enumerate(tasks)])
+    lineage = take_parent_weights(cfg.init_from, recommender, primary.name) if cfg.init_from.path else None
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
@@ -255,8 +212,8 @@ def build(cfg: DictConfig) -> Built:
             cfg.dataset.class_weights, targets["train"], max(num_outputs, 2), data.label_names
         ),
         domains=DomainLayout.of(data),
-        multitask=MultiTaskObjective(tasks, cfg.task_weighting, fixed_weights(cfg), cfg.loss.temperature)
-        if tasks
+        multitask=MultiTaskObjective([t.name for t in tasks], cfg.task_weighting, fixed_weights(cfg))
+        if len(tasks) > 1
         else None,
     )
     return Built(module, datamodule, data, protocol, lineage=lineage, item_vector_cache=vector_cache)

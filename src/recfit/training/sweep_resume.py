@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from recfit.config.rerun import checked_overrides
 from recfit.config.sweep import expand_sweep, is_search_sweep
+from recfit.config.yaml_guard import check_yaml_file
 from recfit.errors import ConfigError, RecfitError
 from recfit.run_folder import Status, status_of
 from recfit.training.sweep_summary import write_summary
@@ -23,7 +25,11 @@ def pending_jobs(sweep_dir: Path) -> tuple[list[list[str]], list[int]]:
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.is_file():
         raise ConfigError(f"{sweep_dir} is not a sweep folder (no multirun.yaml)")
-    arguments = yaml.safe_load(multirun.read_text())["hydra"]["overrides"]["task"]
+    try:  # a sweep folder is data: its overrides are checked like a run folder's (recfit.config.rerun)
+        arguments = yaml.safe_load(check_yaml_file(multirun))["hydra"]["overrides"]["task"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise ConfigError(f"{multirun} has no hydra.overrides.task list") from None
+    arguments = checked_overrides(arguments, multirun)
     if is_search_sweep(arguments):
         raise ConfigError("an Optuna sweep cannot be resumed job by job; start a new search instead")
     jobs = expand_sweep(arguments)

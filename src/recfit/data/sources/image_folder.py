@@ -89,6 +89,8 @@ def read_image_folder(
 
 def _read_csv(file: Path, columns: list[str]) -> pd.DataFrame:
     """A CSV read as text (ids stay strings: '007' is not 7), refused in one line if a column is missing."""
+    if file.exists() and not file.is_file():  # a FIFO or device would block read_csv forever
+        raise DataError(f"{file} is not a regular file")
     try:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,21 @@ OCCUPATIONS_1M = [
 ]  # fmt: skip
 
 
+# The documented scale of both data sets: whole stars from 1 to 5.
+STARS = (1, 5)
+# MovieLens began in 1997 (100K: 1997-98, 1M: 2000-03): a rating from before 1995 or the future is damage.
+FIRST_TIMESTAMP = int(datetime(1995, 1, 1, tzinfo=timezone.utc).timestamp())
+TIMESTAMP_RANGE = "1995-01-01 .. now (Unix seconds)"
+
+
+def _check_values(ratings: pd.DataFrame, bad: BadRows) -> pd.DataFrame:
+    """Drop (skip) or refuse (error) ratings off MovieLens's 1-5 star scale and impossible timestamps."""
+    low, high = STARS
+    off_scale = ~ratings[RATING].isin(range(low, high + 1))
+    ratings = bad.drop(ratings, off_scale, f"with a rating other than a whole {low}-{high} stars")
+    return bad.outside(ratings, TIMESTAMP, FIRST_TIMESTAMP, time.time() + 86_400, TIMESTAMP_RANGE)
+
+
 def read_movielens_100k(
     path: str | None = None, download_dir: str = "data", on_bad_rows: str = "error"
 ) -> RecData:
@@ -89,6 +106,7 @@ def read_movielens_100k(
 
     bad = BadRows(on_bad_rows, str(folder / "u.data"))
     ratings = bad.numeric(ratings, [USER, ITEM, RATING, TIMESTAMP])
+    ratings = _check_values(ratings, bad)
     item_ids = items["id"].to_numpy()
     user_ids = users["id"].to_numpy()
     ratings = bad.drop(ratings, ~ratings[ITEM].isin(item_ids), "naming an item missing from u.item")
@@ -96,7 +114,7 @@ def read_movielens_100k(
     ratings = bad.drop(
         ratings, ratings.duplicated([USER, ITEM], keep="last"), "repeating a (user, item) pair"
     )
-    _add_fold_columns(ratings, folder)
+    _add_fold_columns(ratings, folder, sum(bad.skipped.values()))
     ratings[USER] = pd.Index(user_ids).get_indexer(ratings[USER])
     ratings[ITEM] = pd.Index(item_ids).get_indexer(ratings[ITEM])
     ratings[RATING] = ratings[RATING].astype("float32")
@@ -131,7 +149,9 @@ def read_movielens_100k(
     )
 
 
-def read_movielens_1m(path: str | None = None, download_dir: str = "data") -> RecData:
+def read_movielens_1m(
+    path: str | None = None, download_dir: str = "data", on_bad_rows: str = "error"
+) -> RecData:
     """Read MovieLens-1M from `path`, or download the official zip into `download_dir` and verify it.
 
     Items are every movie of movies.dat (also those nobody rated), users every line of users.dat.
@@ -146,6 +166,8 @@ def read_movielens_1m(path: str | None = None, download_dir: str = "data") -> Re
             raise DataError(f"MovieLens-1M file missing: {folder / name}")
 
     ratings = _read_dat(folder / "ratings.dat", [USER, ITEM, RATING, TIMESTAMP])
+    bad = BadRows(on_bad_rows, str(folder / "ratings.dat"))
+    ratings = _check_values(bad.numeric(ratings, [USER, ITEM, RATING, TIMESTAMP]), bad)
     movies = _read_dat(folder / "movies.dat", ["id", "title", "genres"])
     users = _read_dat(folder / "users.dat", ["id", "gender", "age", "occupation", "zip"])
 
@@ -169,6 +191,7 @@ def read_movielens_1m(path: str | None = None, download_dir: str = "data") -> Re
         for gender, age, code in zip(users["gender"], users["age"], users["occupation"], strict=True)
     ]
     return RecData(
+        skipped_rows=bad.skipped,
         name="movielens_1m",
         interactions=ratings,
         num_users=len(users),
@@ -185,8 +208,12 @@ def _occupation(code: int) -> str:
     return OCCUPATIONS_1M[code] if 0 <= code < len(OCCUPATIONS_1M) else "other or not specified"
 
 
-def _add_fold_columns(ratings: pd.DataFrame, folder: Path) -> None:
-    """A bool column `fold_<k>` per predefined test set present in `folder` (raw ids, before coding)."""
+def _add_fold_columns(ratings: pd.DataFrame, folder: Path, skipped: int = 0) -> None:
+    """A bool column `fold_<k>` per predefined test set present in `folder` (raw ids, before coding).
+
+    Rows skipped as bad (`on_bad_rows=skip`) leave the folds too: up to `skipped` of a test set's
+    ratings may be missing from `ratings`; more means the files do not belong together.
+    """
     width = int(ratings[ITEM].max()) + 1
     keys = ratings[USER].to_numpy(dtype=np.int64) * width + ratings[ITEM].to_numpy(dtype=np.int64)
     for fold, rows in FOLD_ROWS.items():
@@ -198,7 +225,7 @@ def _add_fold_columns(ratings: pd.DataFrame, folder: Path) -> None:
             raise DataError(f"{file} has {len(test):,} rows, expected {rows:,}: the file is damaged")
         test_keys = test[USER].to_numpy(dtype=np.int64) * width + test[ITEM].to_numpy(dtype=np.int64)
         in_fold = np.isin(keys, test_keys)
-        if in_fold.sum() != rows:
+        if not rows - skipped <= in_fold.sum() <= rows:
             raise DataError(f"{file}: {rows - int(in_fold.sum()):,} of its ratings are not in u.data")
         ratings[f"fold_{fold}"] = in_fold
 

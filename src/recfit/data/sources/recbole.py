@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recfit.data.bad_rows import BadRows
 from recfit.data.tables import ITEM, RATING, TIMESTAMP, USER, RecData
 from recfit.errors import DataError
 
@@ -23,7 +24,9 @@ USER_FIELD, ITEM_FIELD, RATING_FIELD, TIME_FIELD = "user_id", "item_id", "rating
 GAMES = "Games-6k"
 
 
-def read_recbole_atomic(path: str, name: str | None = None, text_fields: list[str] | None = None) -> RecData:
+def read_recbole_atomic(
+    path: str, name: str | None = None, text_fields: list[str] | None = None, on_bad_rows: str = "error"
+) -> RecData:
     """Read `<path>/<name>.inter` and, when present, `<name>.item` and `<name>.user`.
 
     `name` defaults to the folder's name (RecBole's layout: dataset/ml-100k/ml-100k.inter).
@@ -33,11 +36,20 @@ def read_recbole_atomic(path: str, name: str | None = None, text_fields: list[st
     first appearance; users likewise with `.user`.
     Item text: the `text_fields` of `.item` joined with ". " (default: `title`, or else every
     token_seq field), HTML-unescaped. User text: "field: value" for every non-id `.user` field.
+    An interaction with text in a float field, or a missing, NaN or infinite rating, stops the read
+    with one line (`on_bad_rows=error`) or is dropped and counted (`on_bad_rows=skip`).
     """
     folder = Path(path).expanduser()
     name = name or folder.name
-    inter, inter_types = read_atomic_file(folder / f"{name}.inter")
-    _require_fields(inter, [USER_FIELD, ITEM_FIELD], folder / f"{name}.inter")
+    inter_file = folder / f"{name}.inter"
+    bad = BadRows(on_bad_rows, str(inter_file))
+    inter, inter_types = read_atomic_file(inter_file, bad)
+    _require_fields(inter, [USER_FIELD, ITEM_FIELD], inter_file)
+    numeric = [RATING_FIELD] if RATING_FIELD in inter.columns else []
+    if inter_types.get(TIME_FIELD) == "float":
+        numeric.append(TIME_FIELD)
+    if numeric:
+        inter = bad.numeric(inter, numeric)
 
     item_file, user_file = folder / f"{name}.item", folder / f"{name}.user"
     items, item_types = read_atomic_file(item_file) if item_file.is_file() else (None, {})
@@ -56,6 +68,7 @@ def read_recbole_atomic(path: str, name: str | None = None, text_fields: list[st
     if TIME_FIELD in inter.columns:
         interactions[TIMESTAMP] = _time_column(inter[TIME_FIELD], inter_types[TIME_FIELD])
     return RecData(
+        skipped_rows=bad.skipped,
         name=name,
         interactions=interactions,
         num_users=len(user_ids),
@@ -109,10 +122,12 @@ def read_amazon_games(path: str) -> RecData:
     )
 
 
-def read_atomic_file(file: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def read_atomic_file(file: Path, bad: BadRows | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """One atomic file -> (frame with columns named by field, {field: type}).
 
-    token and sequence fields stay strings (empty when blank); float fields become float64.
+    token and sequence fields stay strings (empty when blank); float fields become float64 (NaN when
+    blank). A row with text in a float field is bad: refused in one line, or, with `bad` (the
+    interactions' policy), dropped and counted there.
     """
     if not file.is_file():
         raise DataError(f"RecBole atomic file missing: {file}")
@@ -126,10 +141,9 @@ def read_atomic_file(file: Path) -> tuple[pd.DataFrame, dict[str, str]]:
             header=None,
             skiprows=1,
             names=list(types),
-            dtype={field: "float64" if kind == "float" else str for field, kind in types.items()},
+            dtype=str,
             quoting=csv.QUOTE_NONE,  # titles may start with a quote: it is text, not CSV quoting
             keep_default_na=False,
-            na_values={field: [""] for field, kind in types.items() if kind == "float"},
             encoding="utf-8",
             engine="c",
         )
@@ -137,7 +151,29 @@ def read_atomic_file(file: Path) -> tuple[pd.DataFrame, dict[str, str]]:
         raise DataError(f"{file} is not UTF-8 text (byte {error.start}): re-save it as UTF-8") from None
     except (pd.errors.ParserError, ValueError) as error:
         raise DataError(f"cannot read {file}: {str(error).splitlines()[0]}") from None
+    for field in (field for field, kind in types.items() if kind == "float"):
+        frame = _float_field(frame, field, file, bad)
     return frame, types
+
+
+def _float_field(frame: pd.DataFrame, field: str, file: Path, bad: BadRows | None) -> pd.DataFrame:
+    """`field` as float64; a row holding text there is refused, or dropped under `bad`'s skip policy."""
+    text = frame[field].fillna("").str.strip()
+    numbers = pd.to_numeric(text.where(text != ""), errors="coerce")
+    wrong = (text != "") & numbers.isna() & (text.str.lower() != "nan")
+    if wrong.any():
+        if bad is None:
+            row = int(np.flatnonzero(wrong.to_numpy())[0])
+            raise DataError(
+                f"{file} line {row + 2}: float field '{field}' holds text '{text.iloc[row]}' "
+                f"({int(wrong.sum()):,} rows like it)"
+            )
+        frame = bad.drop(frame, wrong, f"with text in float field '{field}'")
+        text = frame[field].fillna("").str.strip()
+        numbers = pd.to_numeric(text.where(text != ""), errors="coerce")
+    frame = frame.copy()
+    frame[field] = numbers.astype("float64").to_numpy()
+    return frame
 
 
 def _parse_header(header: str, file: Path) -> dict[str, str]:

@@ -46,6 +46,10 @@ def read_text_csv(path: str, text_column: str = "text", label_column: str = "lab
         raise DataError(f"{file} has no rows with both a text and a label")
 
     labels = frame[label_column]
+    if pd.api.types.is_numeric_dtype(labels):
+        infinite = int((~np.isfinite(labels.to_numpy(dtype="float64"))).sum())
+        if infinite:
+            raise DataError(f"{file}: {infinite:,} rows with an infinite {label_column} (bad data)")
     classes = sorted(labels.unique(), key=lambda value: (str(type(value)), value))
     interactions = pd.DataFrame(
         {

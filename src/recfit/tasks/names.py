@@ -1,0 +1,25 @@
+"""The names of the built-in tasks and of the losses, as config values (`task=rating`, `loss=mse`).
+
+Below `recfit.config` (whose schema re-exports them) so that tasks, config and compare share them
+without importing Hydra.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskName(str, Enum):
+    """The built-in tasks; the registry (recfit.tasks.registry) holds these and any added task."""
+
+    rating = "rating"
+    ctr = "ctr"
+    ranking = "ranking"
+    text_classification = "text_classification"
+
+
+class LossName(str, Enum):
+    mse = "mse"
+    bce = "bce"
+    cross_entropy = "cross_entropy"
+    bpr = "bpr"
