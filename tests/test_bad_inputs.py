@@ -206,13 +206,13 @@ def test_bad_csv_files(capsys, outputs, tmp_path, content, expected):
 def test_bad_checkpoints(capsys, outputs, tmp_path):
     (finished,) = list((outputs / "runs" / "quickstart").iterdir())
     before = tree_digest(outputs / "runs" / "quickstart")
-    completed = run_cli(capsys, "train", f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}")
+    completed = run_cli(capsys, "train", f"ckpt_path={finished / 'checkpoints' / 'best.ckpt'}")
     assert_one_line_error(completed, "has completed; a finished run is never resumed")
 
     # an unfinished run whose checkpoint is corrupt, and one whose checkpoint is from another model
     for name, make in (
         ("corrupt", lambda path: path.write_bytes(b"not a checkpoint")),
-        ("foreign", lambda path: shutil.copy(finished / "checkpoints" / "last.ckpt", path)),
+        ("foreign", lambda path: shutil.copy(finished / "checkpoints" / "best.ckpt", path)),
     ):
         run = tmp_path / name / "runs" / "quickstart" / "2026-01-01_00-00-00_000000"
         shutil.copytree(finished, run)

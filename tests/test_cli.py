@@ -102,10 +102,10 @@ def test_train_writes_a_complete_run_folder(earlier_run):
         ".hydra/overrides.yaml",
         "metrics.csv",
         "checkpoints/best.ckpt",
-        "checkpoints/last.ckpt",
         "train.log",
     ):
         assert (run / name).is_file(), name
+    assert not (run / "checkpoints" / "last.ckpt").exists()  # checkpoint.keep=best: no stale resume state
     assert "backbone=tiny_bert" in (run / ".hydra" / "overrides.yaml").read_text()
     # one permission for every file (metrics.json and config_tree.txt were private, 0600, the rest 0644)
     modes = {str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in run.rglob("*") if p.is_file()}

@@ -25,7 +25,7 @@ def test_default_is_the_quickstart():
     cfg = check([])
     assert cfg.experiment_name == "quickstart"
     assert cfg.backbone.name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
-    assert cfg.task.name.value == "ranking" and cfg.loss.name.value == "cross_entropy"
+    assert cfg.task.name == "ranking" and cfg.loss.name.value == "cross_entropy"
     assert cfg.model.name.value == "two_tower"
 
 

@@ -114,7 +114,7 @@ def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
         assert "test/ndcg@10" in record["metrics"]
         table = pd.read_parquet(sweep / job / "per_user.parquet")
         assert len(table) == table["user"].nunique() == 41
-        assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+        assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == ["best.ckpt"]
         # the spawned evaluation workers rewrite metrics.csv: the training curves must survive them
         curves = pd.read_csv(sweep / job / "metrics.csv")
         assert curves["train/loss_epoch"].notna().any() and curves["test/ndcg@10"].notna().any()

@@ -100,6 +100,29 @@ def test_usage_lists_the_commands(capsys):
         assert command in out
 
 
+def test_version_and_every_command_help_print_usage_and_exit_0(capsys):
+    from recfit import __version__
+    from recfit.cli import COMMANDS
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"recfit {__version__}"
+    for command in COMMANDS:
+        code, out, err = run_cli(capsys, command, "--help")
+        assert code == 0, (command, err)
+        assert out.startswith(f"usage: recfit {command}"), (command, out[:80])
+        assert "error" not in err, (command, err)
+
+
+def test_train_help_lists_the_top_level_keys_and_points_to_the_reference(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    listed = [line.split()[0] for line in out.split("top-level keys")[1].splitlines()[1:] if line.strip()]
+    for key in ("seed", "resume", "init_from.path", "early_stopping_patience", "quiet", "paths.output_dir"):
+        assert key in listed, key
+    assert "hydra" not in listed and "defaults" not in listed
+    assert "docs/configuration.md" in out
+
+
 def test_import_recfit_and_its_api_import_no_torch():
     code = (
         "import sys, recfit, recfit.api, recfit.cli; recfit.train; recfit.load_run;"

@@ -123,6 +123,52 @@ def test_fewer_unseen_items_than_k_rank_the_seen_ones_last():
     assert top.tolist() == [[2, 0, 1, 3]]  # then the masked ones, lower code first
 
 
+def padded_history(groups: list[np.ndarray]) -> torch.Tensor:
+    width = max(1, max(len(g) for g in groups))
+    out = torch.full((len(groups), width), -1)
+    for row, group in enumerate(groups):
+        out[row, : len(group)] = torch.as_tensor(group)
+    return out
+
+
+def test_seen_pairs_from_the_collator_rank_exactly_as_padded_codes():
+    """(row, item) pairs, as the ranking collator hands them over, give the top-k and metrics of the
+    padded [B, M] codes (the earlier format) for any item chunking, ties and rows in any order, with
+    or without a reused score buffer."""
+    from recfit.data.seen_pairs import SeenIndex
+    from recfit.evaluation.ranking import ScoreBuffer, SeenPairs
+
+    generator = np.random.default_rng(3)
+    buffer = ScoreBuffer()  # reused across batches of other sizes, as the module reuses it
+    items = torch.tensor(generator.normal(size=(120, 8)), dtype=torch.float32)
+    items[60:70] = items[:10]  # ties across codes
+    lengths = np.minimum(generator.zipf(1.6, size=40), 110)  # long-tailed histories, one very wide
+    lengths[5] = 0  # a user without history
+    history = [np.sort(generator.choice(120, size=n, replace=False)) for n in lengths]
+    index = SeenIndex(history)
+    targets = as_targets(generator.random((40, 120)) < 0.05)
+    for rows in (np.arange(40), generator.permutation(40)[:17]):
+        users = torch.tensor(generator.normal(size=(len(rows), 8)), dtype=torch.float32)
+        users[0] = 0  # an all-tied row
+        pairs = SeenPairs.of(index.pairs(rows))
+        padded = padded_history([history[r] for r in rows])
+        from_padded = SeenPairs.from_padded(padded)
+        assert sorted(zip(pairs.rows.tolist(), pairs.items.tolist(), strict=True)) == sorted(
+            zip(from_padded.rows.tolist(), from_padded.items.tolist(), strict=True)
+        )
+        relevant = targets[torch.as_tensor(rows)]
+        for chunk in (7, 64, 120, 65_536):
+            expected = top_k_items(users, items, padded, 10, item_chunk=chunk)
+            top = top_k_items(users, items, pairs, 10, item_chunk=chunk)
+            assert torch.equal(top, expected), chunk
+            assert torch.equal(
+                top_k_items(users, items, pairs, 10, item_chunk=chunk, buffer=buffer), expected
+            )
+            got = ranking_metrics(top, relevant, [5, 10])
+            for name, value in ranking_metrics(expected, relevant, [5, 10]).items():
+                assert torch.equal(got[name], value), name
+
+
 def test_sampled_candidates_rank_only_their_own_items():
     users = torch.tensor([[1.0], [1.0]])
     items = torch.tensor([[5.0], [4.0], [3.0], [2.0], [1.0]])  # item 0 scores highest
@@ -269,3 +315,12 @@ def test_l2_penalty_covers_only_the_batch_rows():
         + model.item_bias.weight[[1, 1], 0] ** 2
     ).mean()
     torch.testing.assert_close(model.l2_penalty(batch), expected)
+
+
+def test_the_run_summary_prints_an_undefined_metric_as_nan(capsys, tmp_path):
+    from recfit.report import print_metrics
+
+    print_metrics({"val/auc": None, "test/auc": 0.75, "val/gauc": 0.5}, tmp_path, "completed", 1.0)
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "auc" in line}
+    assert "NaN" in lines["auc"] and "0.7500" in lines["auc"]
+    assert "NaN" not in lines["gauc"]  # test/gauc was not reported at all: blank

@@ -53,7 +53,10 @@ def step_rows(record: dict) -> pd.DataFrame:
 def weighted(tmp_path_factory) -> dict:
     """Fixed weights rating 0.5, ctr 2.0; ctr is the primary task."""
     folder = tmp_path_factory.mktemp("weighted")
-    return train(folder, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3")
+    # checkpoint.keep=both: last.ckpt holds the callbacks' state (best.ckpt holds weights only)
+    return train(
+        folder, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3", "checkpoint.keep=both"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +77,9 @@ def test_every_task_reports_its_metrics_and_the_primary_one_picks_the_model(weig
     assert weighted["monitor"] == "val/ctr/auc" and weighted["mode"] == "max"
     assert weighted["task_weights"] == {"rating": 0.5, "ctr": 2.0}
     run = Path(weighted["run_dir"])
-    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     (state,) = [
-        v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and v["best_model_path"]
+        v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and v["best_model_path"]
     ]
     assert state["monitor"] == "val/ctr/auc"
     curves = pd.read_csv(run / "metrics.csv")
@@ -106,7 +109,7 @@ def test_a_task_weighted_zero_leaves_its_head_untouched(tmp_path):
     cfg = compose([*FAST, f"paths.output_dir={tmp_path}", *overrides])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     initial = {k: v.clone() for k, v in build(cfg).module.state_dict().items()}
-    record = train(tmp_path, *overrides)
+    record = train(tmp_path, *overrides, "checkpoint.keep=last")  # last.ckpt: the weights training ended with
     trained = load_state_dict(Path(record["run_dir"]) / "checkpoints" / "last.ckpt")
     for name, part in RATING_AND_CTR_HEADS.items():
         assert torch.equal(part(trained[name], RATING_HEAD), part(initial[name], RATING_HEAD)), name

@@ -24,7 +24,7 @@ def run(outputs: Path, *overrides: str) -> Path:
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    return torch.load(folder / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
 
 
 @pytest.mark.slow

@@ -115,7 +115,8 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone):
     again = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert_one_line_error(again, "resume=auto: no unfinished run with a checkpoint under")
     (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
-    explicit = recfit("train", *RUN, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    assert not (run / "checkpoints" / "last.ckpt").exists()  # checkpoint.keep=best: no stale resume state
+    explicit = recfit("train", *RUN, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}")
     assert_one_line_error(explicit, "has completed; a finished run is never resumed")
 
 

@@ -9,7 +9,9 @@ positives, converted beforehand (not timed) to its own native input format, and 
 chunks of --user-chunk users; timed is scoring (the matrix product), masking, top-k and metrics:
 
   recfit       recfit.evaluation.ranking.top_k_items + ranking_metrics per user chunk (the code the
-               Lightning module runs), history as padded [B, M] codes, positives as padded [B, T] codes
+               Lightning module runs), history as (row, item) index pairs from the ranking collator's
+               SeenIndex (recfit.data.seen_pairs), positives as padded [B, T] codes, the score
+               matrix's memory reused from chunk to chunk (recfit.evaluation.ranking.ScoreBuffer)
   recbole      RecBole 1.2.1's own code, run in its own venv (../shared/peers/recbole/run.sh setup)
                by recbole_eval_peer.py on the same arrays saved to a temporary .npz: per chunk the
                score matrix with the history set to -inf (the lines of Trainer._full_sort_batch_eval),
@@ -42,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recfit.evaluation.ranking import ranking_metrics, top_k_items
+from recfit.data.seen_pairs import SeenIndex
+from recfit.evaluation.ranking import ScoreBuffer, SeenPairs, ranking_metrics, top_k_items
 
 K = 10
 DIM = 64
@@ -104,20 +107,25 @@ def recfit_eval(problem: dict, chunk: int) -> tuple[float, dict[str, np.ndarray]
     users = problem["user_vectors"].shape[0]
     user_vectors = torch.from_numpy(problem["user_vectors"])
     item_vectors = torch.from_numpy(problem["item_vectors"])
-    seen, targets = padded(problem["history"], users), padded(problem["positives"], users)
-    # trim each chunk's padding as the data module's collate does (to the widest row in the batch)
-    widths = [
-        (int((seen[s : s + chunk] >= 0).sum(1).max()), int((targets[s : s + chunk] >= 0).sum(1).max()))
+    targets = padded(problem["positives"], users)
+    # what the data module's collator gives each batch (built beforehand, as a DataLoader would):
+    # the history as (row, item) pairs, the targets trimmed to the widest row in the batch
+    history = problem["history"]
+    starts = np.searchsorted(history[:, 0], np.arange(users + 1))
+    index = SeenIndex([history[starts[u] : starts[u + 1], 1] for u in range(users)])
+    batches = [
+        (
+            SeenPairs.of(index.pairs(np.arange(s, min(s + chunk, users)))),
+            targets[s : s + chunk, : int((targets[s : s + chunk] >= 0).sum(1).max())],
+        )
         for s in range(0, users, chunk)
     ]
     start_time = time.perf_counter()
+    buffer = ScoreBuffer()  # the Lightning module keeps one per evaluation epoch
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in METRICS}
-    for index, start in enumerate(range(0, users, chunk)):
-        seen_width, target_width = widths[index]
-        top = top_k_items(
-            user_vectors[start : start + chunk], item_vectors, seen[start : start + chunk, :seen_width], K
-        )
-        values = ranking_metrics(top, targets[start : start + chunk, :target_width], [K])
+    for (seen, relevant), start in zip(batches, range(0, users, chunk), strict=True):
+        top = top_k_items(user_vectors[start : start + chunk], item_vectors, seen, K, buffer=buffer)
+        values = ranking_metrics(top, relevant, [K])
         for name in METRICS:
             parts[name].append(values[f"{name}@{K}"])
     seconds = time.perf_counter() - start_time

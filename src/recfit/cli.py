@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: recfit <command> [key=value ...]
+USAGE = """usage: recfit <command> [key=value ...]    (recfit --version; recfit <command> --help)
 
 commands:
   train     fine-tune and evaluate (a Hydra app: recfit train --help lists the config groups)
@@ -29,12 +29,33 @@ TRAIN_HELP = """usage: recfit train [key=value ...] [-m] [--cfg job]
 Compose a run from one option per group (group=option), then override any key (a.b=value).
 {groups}
 
+top-level keys (key=value):
+{keys}
+
+Every key of every group, with its type, default and meaning: docs/configuration.md
+
   recfit train --cfg job          print the composed config without running
   recfit train -m seed=1,2,3      a sweep: one run folder per job
   recfit train --hydra-help       Hydra's own flags
 """
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+HELP_FLAGS = ("-h", "--help")
+
+# commands whose arguments are not parsed by argparse: their --help text
+COMMAND_HELP = {
+    "sweep": """usage: recfit sweep resume SWEEP_DIR [key=value ...]
+
+Re-run only the failed, interrupted or missing jobs of a grid sweep, each into its own numbered folder;
+failed attempts move to SWEEP_DIR/.attempts/. Overrides apply to the re-run jobs.""",
+    "validate": """usage: recfit validate [key=value ...] [-m]
+
+Compose and check a run (or, with -m, every job of a sweep) exactly as `recfit train` would before it
+starts; load no data and no model. Prints "ok: ..." or one line `recfit: error: ...`.""",
+    "rerun": """usage: recfit rerun RUN_DIR [key=value ...]
+
+Train again from a run folder's .hydra/overrides.yaml, with the new overrides on top, into a new folder.""",
+}
 
 
 def _fail(message: str) -> None:
@@ -48,9 +69,11 @@ def _train(arguments: list[str]) -> None:
 
     if "--help" in arguments or "-h" in arguments:
         from recfit.config import list_options
+        from recfit.config.help import top_level_keys
 
         groups = "\n".join(f"  {group:<11} {', '.join(options)}" for group, options in list_options().items())
-        print(TRAIN_HELP.format(groups=groups))
+        keys = "\n".join(f"  {key:<26} {comment}" for key, comment in top_level_keys())
+        print(TRAIN_HELP.format(groups=groups, keys=keys))
         return
     from recfit.apps import launch
 
@@ -148,7 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     if not arguments or arguments[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
+    if arguments[0] in ("--version", "-V"):
+        from recfit import __version__
+
+        print(f"recfit {__version__}")
+        return
     command, rest = arguments[0], arguments[1:]
+    if command in COMMAND_HELP and any(a in HELP_FLAGS for a in rest):
+        print(COMMAND_HELP[command])
+        return
     if command not in COMMANDS:
         _fail(f"unknown command '{command}' (commands: {', '.join(COMMANDS)})")
     COMMANDS[command](rest)

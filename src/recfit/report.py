@@ -19,8 +19,10 @@ def print_metrics(metrics: dict[str, float | None], run_dir: Path, status: str, 
     for name in names:
         cells = []
         for stage in stages:
-            value = metrics.get(f"{stage}/{name}")
-            cells.append("" if value is None else f"{value:.4f}")
+            key = f"{stage}/{name}"
+            value = metrics.get(key)
+            # metrics.json keeps NaN as null: a metric that is undefined (AUC of one class) says so
+            cells.append("" if key not in metrics else "NaN" if value is None else f"{value:.4f}")
         table.add_row(name, *cells)
     console = Console()
     console.print(table)

@@ -13,7 +13,9 @@ from recfit.run_folder import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
     METRICS_FILE,
+    Status,
     best_checkpoint,
+    last_checkpoint,
     read_record_if_any,
 )
 
@@ -36,10 +38,13 @@ class ParentRun:
 
 
 def find_parent(path: str) -> ParentRun:
-    """A run folder (its checkpoints/best.ckpt) or a checkpoint file; ConfigError (one line) otherwise."""
+    """A run folder (its checkpoints/best.ckpt, else last.ckpt) or a checkpoint file; ConfigError (one
+    line) otherwise."""
     given = Path(path).expanduser().resolve()
     if given.is_dir():
         checkpoint = best_checkpoint(given)
+        if not checkpoint.is_file() and last_checkpoint(given).is_file() and _completed(given):
+            checkpoint = last_checkpoint(given)  # checkpoint.keep=last: final weights, not mid-run
         if not checkpoint.is_file():
             raise ConfigError(
                 f"init_from.path {path} holds no {CHECKPOINT_DIR}/{BEST_CHECKPOINT} "
@@ -54,6 +59,10 @@ def find_parent(path: str) -> ParentRun:
     else:
         raise ConfigError(f"init_from.path does not exist: {path}")
     return ParentRun(checkpoint=checkpoint, run_dir=run_dir, task=_task_of(run_dir))
+
+
+def _completed(run_dir: Path) -> bool:
+    return read_record_if_any(run_dir).get("status") == Status.completed
 
 
 def _task_of(run_dir: Path | None) -> str | None:

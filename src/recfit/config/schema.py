@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from recfit.tasks.names import LossName, TaskName
+from recfit.tasks.names import LossName, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
 
 
 class ModelName(str, Enum):
@@ -244,7 +244,7 @@ def reader_arguments(dataset_schema: type) -> list[str]:
 
 @dataclass
 class TaskConfig:
-    name: TaskName = MISSING  # what is predicted
+    name: str = MISSING  # what is predicted: a registered task (recfit.tasks), e.g. rating or ranking
     metric: str = MISSING  # model-selection metric, without the val/ prefix
     mode: Mode = Mode.max  # whether a higher or lower metric is better
     topk: list[int] = field(default_factory=lambda: [10, 20])  # cut-offs for ranking metrics
@@ -359,6 +359,23 @@ class InitFromConfig:
     parts: list[TransferPart] = field(default_factory=lambda: list(TransferPart))  # what carries over
 
 
+class CheckpointKeep(str, Enum):
+    """Which checkpoints a completed run keeps (an unfinished run always keeps last.ckpt to resume from)."""
+
+    best = "best"
+    last = "last"
+    both = "both"
+    none = "none"
+
+
+@dataclass
+class CheckpointConfig:
+    """What checkpoints hold and which of them outlive the run."""
+
+    keep: CheckpointKeep = CheckpointKeep.best  # best | last | both | none: kept once the run completes
+    save_frozen: bool = False  # true: frozen backbone weights in every checkpoint, not a verified reference
+
+
 @dataclass
 class TaskWeightsConfig:
     """Fixed loss weights of a multi-task run, one key per task that can take part."""
@@ -389,7 +406,8 @@ class TrainConfig:
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
     quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
-    tasks: list[TaskName] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # what checkpoints hold and keep
+    tasks: list[str] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone
     task_weights: TaskWeightsConfig = field(default_factory=TaskWeightsConfig)  # fixed loss weight per task
     task_weighting: TaskWeighting = TaskWeighting.fixed  # fixed | uncertainty (learned weights)
 

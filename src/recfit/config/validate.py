@@ -35,6 +35,7 @@ LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "w
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) if the config cannot make a sensible run."""
     check_targets(cfg)  # first: it resolves every interpolation, and refuses code recfit does not allow
+    _check_task_names(cfg)
     _check_required(cfg)
     check_places(cfg)
     check_limits(cfg)
@@ -80,6 +81,17 @@ def validate(cfg: DictConfig) -> None:
     _check_logger_packages(cfg)
     if cfg.get("init_from") is not None and cfg.init_from.path is not None:
         find_parent(cfg.init_from.path)
+
+
+def _check_task_names(cfg: DictConfig) -> None:
+    """`task.name` and `tasks` name registered tasks (recfit.tasks), refused as a wrong enum value is."""
+    known = task_names()
+    expected = f"expected one of [{', '.join(known)}]"
+    if not OmegaConf.is_missing(cfg.task, "name") and cfg.task.name not in known:
+        raise ConfigError(f"task.name: Invalid value '{cfg.task.name}', {expected}")
+    for index, name in enumerate(cfg.get("tasks") or []):
+        if name not in known:
+            raise ConfigError(f"tasks[{index}]: Invalid value '{name}', {expected}")
 
 
 def _check_logger_packages(cfg: DictConfig) -> None:

@@ -22,6 +22,7 @@ from recfit.data.filters import filter_interactions
 from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
 from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
+from recfit.data.seen_pairs import SeenIndex
 from recfit.data.split import Splits
 from recfit.data.tables import ITEM, USER, RecData
 
@@ -201,6 +202,7 @@ class RankingCollator:
         self.users, self.targets = items_by_user(eval_frame)
         seen = dict(zip(*items_by_user(seen_frame), strict=True))
         self.seen = [seen.get(u, np.empty(0, dtype=np.int64)) for u in self.users]
+        self.seen_index = SeenIndex(self.seen)
         self.candidates = None
         if candidates != FULL_RANKING:
             self.candidates = sample_candidates(self.targets, self.seen, popularity, candidates, seed)
@@ -214,7 +216,7 @@ class RankingCollator:
             "target_items": _padded([self.targets[r] for r in rows]),
         }
         if self.candidates is None:
-            batch["seen_items"] = _padded([self.seen[r] for r in rows])
+            batch["seen_pairs"] = self.seen_index.pairs(rows)  # [2, P] (batch row, item): cells to mask
         else:
             batch["candidates"] = _padded([self.candidates[r] for r in rows])
         return batch

@@ -8,6 +8,7 @@ do not name users or items by ID are loaded (see `recfit.inference.transfer`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from recfit import run_folder
 from recfit.errors import ConfigError, RecfitError
-from recfit.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, Status
+from recfit.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, Status, last_checkpoint
+
+log = logging.getLogger(__name__)
 
 # Dataset keys that change how data is served, not which users and items exist.
 SERVING_KEYS = ("batch_size", "eval_batch_size", "num_workers", "split_seed")
@@ -60,12 +63,19 @@ def read_record(run_dir: Path) -> dict[str, Any]:
 
 
 def best_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
-    """checkpoints/best.ckpt of the run, looked up inside the folder (so a moved folder still loads)."""
+    """checkpoints/best.ckpt of the run, looked up inside the folder (so a moved folder still loads).
+
+    A run that kept only its final weights (checkpoint.keep=last) is loaded from last.ckpt instead.
+    """
     recorded = record.get("best_checkpoint")
     path = run_dir / CHECKPOINT_DIR / (Path(recorded).name if recorded else BEST_CHECKPOINT)
-    if not path.is_file():
-        raise RecfitError(f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing)")
-    return path
+    if path.is_file():
+        return path
+    last = last_checkpoint(run_dir)
+    if last.is_file():
+        log.info("%s has no %s (checkpoint.keep=last): loading the final weights", run_dir, path.name)
+        return last
+    raise RecfitError(f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing)")
 
 
 def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictConfig, list[str]]:
@@ -83,8 +93,11 @@ def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictCon
                 f"'{group}' cannot change when using a trained model (it is what was trained); "
                 f"use `recfit rerun {run_dir} ...` to train another"
             )
+    for composed in (original, cfg):
+        # the run's checkpoint holds whatever it took from a parent run: the parent's folder may be gone
+        composed.init_from.path = None
     if cfg.task.name != original.task.name:
-        raise ConfigError(f"task.name cannot change from '{original.task.name.value}' for a trained model")
+        raise ConfigError(f"task.name cannot change from '{original.task.name}' for a trained model")
     validate(cfg)
     return original, cfg, combined
 
@@ -129,7 +142,11 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as training did: same random init
     built = build(cfg)
     transfer = load_weights(
-        built, load_state_dict(checkpoint), checkpoint, same_catalogue(original, cfg), cfg.model.name.value
+        built,
+        load_state_dict(checkpoint, built.module),
+        checkpoint,
+        same_catalogue(original, cfg),
+        cfg.model.name.value,
     )
     built.module.eval()
     return LoadedRun(

@@ -24,6 +24,7 @@ import torch
 
 from recfit.data.tables import ITEM, USER
 from recfit.errors import ConfigError, DataError
+from recfit.training.frozen_reference import BACKBONE_PREFIX
 
 # Parameters of a two-tower model that name users or items by code.
 ID_PARAMETERS = (
@@ -48,12 +49,32 @@ def _check_fit(path: Path, module: torch.nn.Module, state: dict[str, Any], skip:
 
 
 def refresh_cached_features(built: Any) -> None:
-    """A frozen two-tower caches backbone outputs when built: recompute them with the loaded backbone."""
+    """Frozen backbone layers' outputs are cached when a model is built: recompute them after its
+    backbone weights changed (a fully frozen two-tower's item vectors, a `freeze: N` prefix's states)."""
     recommender, datamodule = built.module.recommender, built.datamodule
-    if getattr(recommender, "cached_features", torch.empty(0)).numel() == 0:
+    prefix = getattr(recommender, "prefix_cache", None)
+    vectors = getattr(recommender, "cached_features", torch.empty(0)).numel() > 0
+    if not vectors and not (prefix is not None and prefix.ready):
         return
-    recommender.cached_features = torch.empty(0)
-    recommender.cache_item_features(datamodule.item_batches(datamodule.eval_batch_size, content=True))
+    batches = datamodule.item_batches(datamodule.eval_batch_size, content=True)
+    if vectors:
+        recommender.cached_features = torch.empty(0)
+        recommender.cache_item_features(batches)
+    else:
+        prefix.fill(batches)
+
+
+def changes_backbone(module: torch.nn.Module, state: dict[str, Any]) -> bool:
+    """True when `state` holds backbone weights other than those `module` was built with.
+
+    A frozen pretrained backbone comes back from its verified reference identical, so the item
+    vectors that building the model read from the cache (or computed) are already the right ones.
+    """
+    own = module.state_dict()
+    return any(
+        name.startswith(BACKBONE_PREFIX) and name in own and not torch.equal(own[name], tensor)
+        for name, tensor in state.items()
+    )
 
 
 def load_weights(
@@ -61,10 +82,12 @@ def load_weights(
 ) -> str | None:
     """Load `state` into `built.module`; returns None on the own catalogue, else what transferred."""
     module = built.module
+    stale_vectors = changes_backbone(module, state)
     if same_catalogue:
         _check_fit(path, module, state, ())
         module.load_state_dict(state, strict=False)  # metric states are not saved; all weights are checked
-        refresh_cached_features(built)
+        if stale_vectors:
+            refresh_cached_features(built)
         return None
     if model not in CONTENT_MODELS:
         raise ConfigError(
@@ -78,7 +101,8 @@ def load_weights(
     _check_fit(path, module, state, ID_PARAMETERS)
     content_only = {k: v for k, v in state.items() if k not in ID_PARAMETERS}
     module.load_state_dict(content_only, strict=False)
-    refresh_cached_features(built)
+    if stale_vectors:
+        refresh_cached_features(built)
     recommender = module.recommender
     with torch.no_grad():
         for name in ("item_embedding", "user_bias", "item_bias"):

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from recfit.errors import DataError
+from recfit.training.frozen_reference import restore_into
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The `state_dict` of a Lightning checkpoint, read with weights_only=True (no code runs).
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A whole Lightning checkpoint, read with weights_only=True (no code runs).
 
     A truncated, foreign or unreadable file is a DataError with torch's first line of explanation.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint["state_dict"]  # noqa: B018 - a foreign file fails here, with the same one line
     except Exception as error:  # torch raises many kinds for a truncated or foreign file
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"cannot load checkpoint {path}: {message}") from None
+    return checkpoint
+
+
+def load_state_dict(path: str | Path, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The `state_dict` of a Lightning checkpoint, read with weights_only=True (no code runs).
+
+    Given the RecModule the checkpoint is loaded into (built from the run's config), frozen weights
+    that the checkpoint holds by reference are filled in from it, after checking their hash. Without
+    one, the state dict holds the saved tensors only.
+    """
+    checkpoint = read_checkpoint(path)
+    if module is not None:
+        restore_into(module, checkpoint, f"checkpoint {path}")
+    return checkpoint["state_dict"]

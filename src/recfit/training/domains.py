@@ -16,7 +16,7 @@ import torchmetrics
 from torch import nn
 
 from recfit.data.tables import RecData
-from recfit.evaluation.ranking import top_k_items
+from recfit.evaluation.ranking import SeenPairs, top_k_items
 
 NOT_RANKED = -2  # fills a top-k row past a small domain's size; never equal to a target (padding is -1)
 
@@ -52,31 +52,40 @@ def mask_other_domains(
     return scores.masked_fill(user_domains[:, None] != item_domains[None, :], float("-inf"))
 
 
+def _rows_of(pairs: SeenPairs, rows: torch.Tensor, batch: int) -> SeenPairs:
+    """The pairs of the batch rows `rows`, renumbered to their position in `rows`."""
+    position = torch.full((batch,), -1, dtype=torch.long, device=rows.device)
+    position[rows] = torch.arange(len(rows), device=rows.device)
+    keep = position[pairs.rows] >= 0
+    return SeenPairs(position[pairs.rows[keep]], pairs.items[keep])
+
+
 def top_k_within_domains(
     user_vectors: torch.Tensor,
     user_domains: torch.Tensor,
     item_vectors: torch.Tensor,
-    exclude: torch.Tensor,
+    exclude: SeenPairs | torch.Tensor,
     k: int,
     item_ranges: list[tuple[int, int]],
     ranked_items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The k best item codes of each user among their own domain's items (recfit.evaluation.ranking).
 
-    exclude: [B, M] codes never to recommend (-1 = padding); ranked_items: if given, only these codes
-    are candidates (cold items) and nothing is excluded. Rows of a domain with fewer than k candidates
-    end in NOT_RANKED.
+    exclude: (batch row, item) pairs never to recommend (or [B, M] codes, -1 = padding); ranked_items:
+    if given, only these codes are candidates (cold items) and nothing is excluded. Rows of a domain
+    with fewer than k candidates end in NOT_RANKED.
     """
+    if not isinstance(exclude, SeenPairs):
+        exclude = SeenPairs.from_padded(exclude)
     top = torch.full((len(user_vectors), k), NOT_RANKED, dtype=torch.long, device=user_vectors.device)
     for domain, (start, end) in enumerate(item_ranges):
         rows = (user_domains == domain).nonzero(as_tuple=True)[0]
         if ranked_items is None:
             codes = torch.arange(start, end, device=user_vectors.device)
-            own = exclude[rows]
-            local_exclude = torch.where((own >= start) & (own < end), own - start, -1)
+            local_exclude = _rows_of(exclude, rows, len(user_vectors)).within(start, end)
         else:
             codes = ranked_items[(ranked_items >= start) & (ranked_items < end)]
-            local_exclude = exclude[rows][:, :0]
+            local_exclude = SeenPairs(exclude.rows[:0], exclude.items[:0])
         if len(rows) == 0 or len(codes) == 0:
             continue
         local = top_k_items(user_vectors[rows], item_vectors[codes], local_exclude, k)

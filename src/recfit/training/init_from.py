@@ -14,31 +14,64 @@ import logging
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from recfit.config.parent_run import find_parent
 from recfit.config.schema import TransferPart
 from recfit.errors import DataError
 from recfit.models.parts import is_adapter, part_of, plain_name
-from recfit.training.checkpoint_state import load_state_dict
+from recfit.training.checkpoint_state import read_checkpoint
+from recfit.training.frozen_reference import BACKBONE_PREFIX, CHANGED_BY_PARENT, reference_of, resolve
 
 log = logging.getLogger(__name__)
 
 MODULE_PREFIX = "recommender."  # the recommender's name inside the LightningModule's state dict
 
 
-def _parent_weights(path: str) -> dict[str, torch.Tensor]:
-    """The parent recommender's tensors by plain name (without peft's wrapper names)."""
+def _parent_weights(path: str, recommender: nn.Module) -> dict[str, torch.Tensor]:
+    """The parent recommender's tensors by plain name (without peft's wrapper names).
+
+    Frozen weights the parent holds by reference are this run's own tensors when they hash alike
+    (the same pretrained backbone), else the parent's backbone loaded again from its model id.
+    """
     try:
-        state = load_state_dict(path)
+        checkpoint = read_checkpoint(path)
     except DataError as error:
         raise DataError(f"init_from: {error}") from None
+    state = checkpoint["state_dict"]
+    reference = reference_of(checkpoint)
+    if reference is not None:
+        state = {**state, **_referenced_weights(reference, recommender, path)}
     return {
         plain_name(name[len(MODULE_PREFIX) :]): tensor
         for name, tensor in state.items()
         if name.startswith(MODULE_PREFIX)
     }
+
+
+def _referenced_weights(
+    reference: dict[str, Any], recommender: nn.Module, path: str
+) -> dict[str, torch.Tensor]:
+    """The parent's frozen backbone tensors that its checkpoint `path` names by reference."""
+    own = {plain_name(name): tensor for name, tensor in recommender.state_dict().items()}
+    where = f"init_from: checkpoint {path}"
+
+    def from_this_model(name: str) -> torch.Tensor | None:
+        return own.get(plain_name(name[len(MODULE_PREFIX) :]))
+
+    try:
+        return resolve(reference, from_this_model, where)
+    except DataError:
+        pass  # another backbone here (or none): load the parent's
+    from recfit.models.backbone import load_backbone
+
+    log.info("init_from: loading the parent's frozen backbone %s", reference["source"])
+    backbone = load_backbone(OmegaConf.create(reference["backbone"]))
+    theirs = (
+        {} if backbone is None else {f"{BACKBONE_PREFIX}{n}": t for n, t in backbone.state_dict().items()}
+    )
+    return resolve(reference, theirs.get, where)
 
 
 def _shorten(misfits: list[str], shown: int = 3) -> str:
@@ -50,7 +83,7 @@ def _shorten(misfits: list[str], shown: int = 3) -> str:
 def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> dict[str, Any]:
     """Copy the parts `cfg.parts` of the run `cfg.path` into `recommender`; return the lineage."""
     parent = find_parent(cfg.path)
-    parent_weights = _parent_weights(str(parent.checkpoint))
+    parent_weights = _parent_weights(str(parent.checkpoint), recommender)
     requested = [TransferPart(part) for part in cfg.parts]
     by_part: dict[TransferPart, list[str]] = {}
     for name, _ in recommender.named_parameters():
@@ -95,7 +128,11 @@ def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> d
     unmerged = sorted({name for name in parent_weights if is_adapter(name)} - {plain_name(n) for n in own})
     if unmerged:
         log.warning("init_from: the parent's %d LoRA tensors are left out (not merged)", len(unmerged))
+    # what now differs from the pretrained backbone cannot be loaded again from its model id: this
+    # run's checkpoints keep those frozen tensors themselves (recfit.training.frozen_reference)
+    changed = frozenset(name for name, tensor in taken.items() if not torch.equal(tensor, own[name]))
     recommender.load_state_dict(taken, strict=False)
+    setattr(recommender, CHANGED_BY_PARENT, changed)
     lineage["tensors_taken"] = len(taken)
     log.info(
         "init_from: %d tensors (%s) from %s",

@@ -12,10 +12,11 @@ from torch import nn
 
 from recfit.data.datamodule import Catalogue
 from recfit.errors import TrainingDivergedError
-from recfit.evaluation.ranking import top_k_candidates, top_k_items
+from recfit.evaluation.ranking import ScoreBuffer, SeenPairs, top_k_candidates, top_k_items
 from recfit.tasks.base import Task
 from recfit.tasks.registry import make_task
 from recfit.training.domains import DomainLayout, DomainMetrics, top_k_within_domains
+from recfit.training.frozen_reference import FrozenWeights, restore_into
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.optim import build_optimizer, total_optimizer_steps
 
@@ -74,6 +75,7 @@ class RecModule(pl.LightningModule):
         self.catalogue_batch_size = catalogue_batch_size
         self.train_batches = train_batches  # per epoch, in one process: sizes the learning-rate schedule
         self.catalogue: torch.Tensor | None = None
+        self.score_buffer = ScoreBuffer()  # full ranking: score memory reused across batches
         self.ranked_items: torch.Tensor | None = None
         use_logq = item_log_frequency is not None and any(t.corrects_popularity(loss) for t in self.tasks)
         self.register_buffer("item_log_frequency", item_log_frequency if use_logq else None, persistent=False)
@@ -109,6 +111,7 @@ class RecModule(pl.LightningModule):
         # rank: DDP must not broadcast them, possibly gigabytes, from rank 0 at every step
         self._ddp_params_and_buffers_to_ignore = non_persistent_buffers(self)
         self.sum_dtype = torch.float64
+        self.frozen_weights: FrozenWeights | None = None  # set by a training run: checkpoints reference them
 
     def _column(self, values: torch.Tensor, column: int) -> torch.Tensor:
         """Task `column`'s share of outputs or targets: [B, T] with several tasks, the whole with one."""
@@ -139,6 +142,13 @@ class RecModule(pl.LightningModule):
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["user"])
         )
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.frozen_weights is not None:
+            self.frozen_weights.strip(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_into(self, checkpoint)
 
     def configure_optimizers(self):
         total = total_optimizer_steps(self.trainer, self.train_batches)
@@ -180,16 +190,17 @@ class RecModule(pl.LightningModule):
                 users,
                 self.user_domain[batch["user"]],
                 self.catalogue,
-                batch["seen_items"],
+                SeenPairs.of(batch["seen_pairs"]),
                 depth,
                 self.domains.item_ranges(),
                 self.ranked_items,
             )
         if self.ranked_items is not None:  # cold items, ranked among themselves; none was seen
-            no_exclusions = batch["seen_items"][:, :0]
+            no_exclusions = SeenPairs.of(batch["seen_pairs"][:, :0])
             local = top_k_items(users, self.catalogue[self.ranked_items], no_exclusions, depth)
             return self.ranked_items[local]
-        return top_k_items(users, self.catalogue, batch["seen_items"], depth)
+        exclude = SeenPairs.of(batch["seen_pairs"])
+        return top_k_items(users, self.catalogue, exclude, depth, buffer=self.score_buffer)
 
     def _row_user_metric(self, stage: str, task: Task) -> nn.Module | None:
         metrics = self.row_user_metrics[stage]
@@ -257,6 +268,7 @@ class RecModule(pl.LightningModule):
             # already synchronised across processes by torchmetrics
             self.log(f"{stage}/{name}", value, prog_bar=(stage == "val"))
         self.catalogue = None
+        self.score_buffer = ScoreBuffer()  # the epoch's score memory is released
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

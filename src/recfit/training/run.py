@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
 from recfit.config.multitask import fixed_weights, monitor_key
@@ -35,10 +35,7 @@ from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layer
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.run_folder import (
-    BEST_CHECKPOINT,
-    CHECKPOINT_DIR,
     CURVES_FILE,
-    LAST_CHECKPOINT,
     METRICS_FILE,
     PER_USER_FILE,
     RUN_INFO_FILE,
@@ -52,19 +49,18 @@ from recfit.run_folder import (
     write_json_atomic,
 )
 from recfit.tasks.registry import make_task, tasks_of_run
-from recfit.training import console, curves, run_info
+from recfit.training import checkpoint_policy, console, curves, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
 from recfit.training.init_from import take_parent_weights
 from recfit.training.interrupts import Interrupted, StopSignals
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
-from recfit.training.last_checkpoint import StepCheckpoint
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
 from recfit.training.multitask import MultiTaskObjective
 from recfit.training.per_user import PerUserWriter
-from recfit.training.rng_state import InterruptCheckpoint, RNGStateCallback
+from recfit.training.rng_state import RNGStateCallback
 from recfit.training.targets import targets_of
 from recfit.training.throughput import TrainThroughput
 
@@ -224,7 +220,7 @@ RUN_INFO_FROM_RECORD = ("data", "data_sha256", "skipped_rows", "init_from")  # c
 
 def _check_checkpoint(path: str, module: RecModule) -> None:
     """Refuse, in one line, a checkpoint that cannot be read safely or does not fit this model."""
-    saved = load_state_dict(path)
+    saved = load_state_dict(path, module)
     expected = {k: v.shape for k, v in module.state_dict().items() if k in dict(module.named_parameters())}
     for name, shape in expected.items():
         if name not in saved or saved[name].shape != shape:
@@ -252,6 +248,7 @@ def _fit_and_test(
     cfg: DictConfig, run_dir: Path, record: dict[str, Any], stops: StopSignals
 ) -> dict[str, float | None]:
     quiet = console.is_quiet(cfg)
+    console.route_console()
     console.show_config(cfg, run_dir, quiet)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
@@ -267,33 +264,12 @@ def _fit_and_test(
         "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
     monitor = monitor_key(cfg)
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
-        filename=Path(BEST_CHECKPOINT).stem,
-        monitor=monitor,
-        mode=cfg.task.mode.value,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    # last.ckpt, also in mid-epoch, for exact resume (with the loader's position and the RNG states)
-    every = cfg.checkpoint_every_n_steps
-    last = StepCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, every_n_train_steps=every or None
-    )
-    last.CHECKPOINT_NAME_LAST = Path(LAST_CHECKPOINT).stem
-    interrupted = InterruptCheckpoint(str(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT))
     # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
+    checkpoint, checkpoint_callbacks = checkpoint_policy.checkpoint_callbacks(cfg, run_dir, monitor)
+    checkpoint_policy.attach_frozen_policy(module, cfg)
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
     throughput = TrainThroughput()
-    callbacks: list[pl.Callback] = [
-        checkpoint,
-        last,
-        RNGStateCallback(),
-        interrupted,
-        per_user,
-        throughput,
-        stops,
-    ]
+    callbacks: list[pl.Callback] = [*checkpoint_callbacks, RNGStateCallback(), per_user, throughput, stops]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
@@ -312,7 +288,7 @@ def _fit_and_test(
     log_config(loggers, cfg, run_dir)
     if record["parameters"]["trainable"]:
         if cfg.ckpt_path:
-            _check_checkpoint(cfg.ckpt_path, module)
+            _check_checkpoint(cfg.ckpt_path, module)  # also checks the frozen weights it refers to
         if cfg.ckpt_path:
             log.info("resuming from %s", cfg.ckpt_path)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -381,6 +357,8 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
                 if owner:
                     curves.join(run_dir)
                     _write_outcome(run_dir, record, info)
+                    if record["status"] == Status.completed:  # only now: until then last.ckpt can resume
+                        checkpoint_policy.retain_checkpoints(run_dir, cfg.checkpoint.keep)
         finally:
             stops.uninstall()
     return RunResult(record["status"], record["metrics"], run_dir, record)
