@@ -109,7 +109,7 @@ def _key(override: str) -> str:
 def without_replaced_groups(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less the keys of any group the new overrides switch to another option.
 
-    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.num_users=40`
+    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.reader.num_users=40`
     no longer applies (the new option has no such key).
     """
     switched = {_key(o) for o in overrides if "." not in _key(o)}
