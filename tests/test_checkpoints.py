@@ -16,7 +16,7 @@ from recfit.training.frozen_reference import REFERENCE_KEY
 
 FAST = [
     "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=3",
-    "dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8",
+    "dataset.reader.num_users=40", "dataset.reader.num_items=60", "dataset.reader.interactions_per_user=8",
     "dataset.batch_size=16", "task=ranking", "loss=cross_entropy", "model=two_tower",
 ]  # fmt: skip
 STEPS = 6  # 2 epochs x 3 batches

@@ -20,8 +20,8 @@ from helpers.runs import train as run_training
 TINY = [
     "backbone=tiny_bert",
     "trainer.max_epochs=1",
-    "dataset.num_users=40",
-    "dataset.num_items=60",
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
     "trainer.log_every_n_steps=2",
 ]
 ALL_LOGGERS = "logger=[csv,tensorboard,mlflow,wandb]"
@@ -76,7 +76,7 @@ def test_mlflow_database_holds_run_params_metrics_and_config(logged_run, tmp_pat
     assert params["model.embedding_dim"] == "64"
     assert params["backbone.model_type"] == "bert"
     assert params["trainer.max_epochs"] == "1"
-    assert params["dataset.num_users"] == "40"
+    assert params["dataset.reader.num_users"] == "40"
     assert len(params) > 80
 
     # metrics: curves with history, and the final val/test values of metrics.json ('@' is not allowed)
@@ -163,6 +163,31 @@ def test_terminal_shows_config_tree_progress_bar_and_metrics_table(logged_run):
     assert len(rows) == 1 and f"{ndcg:.4f}" in rows[0]
 
 
+NOISE = (
+    "GPU available",  # Lightning's INFO lines, printed twice before (its handler and Hydra's)
+    "litlogger",  # Lightning's advert
+    "Trainer(limit_train_batches=1.0)",
+    "LeafSpec",  # a deprecation inside Lightning
+    "exists and is not empty",  # CSVLogger's "previous log files will be deleted"
+    "Restoring states from the checkpoint",
+    "Loading weights",  # transformers' progress bar
+)
+
+
+@pytest.mark.slow
+def test_library_chatter_goes_to_train_log_not_the_terminal(logged_run):
+    _, run_dir, result = logged_run
+    terminal = result.stdout + result.stderr
+    for noise in NOISE:
+        assert noise not in terminal, noise
+    log = (run_dir / "train.log").read_text()
+    for kept in ("GPU available", "Trainer(limit_train_batches=1.0)", "LeafSpec"):
+        assert kept in log, kept
+    assert log.count("GPU available") == 1  # once, not twice
+    lines = [line.split("] ", 2)[-1] for line in result.stdout.splitlines() if "][INFO]" in line]
+    assert len(lines) == len(set(lines))  # recfit's own INFO lines, each once
+
+
 @pytest.mark.slow
 def test_sweep_jobs_are_quiet_but_keep_their_config_tree(tmp_path):
     result = train("-m", "seed=7", *TINY, f"paths.output_dir={tmp_path}", home=tmp_path)
@@ -173,6 +198,8 @@ def test_sweep_jobs_are_quiet_but_keep_their_config_tree(tmp_path):
     output = result.stdout + result.stderr
     for shown in ("Epoch 0", "CONFIG", "recfit run completed", "━"):
         assert shown not in output, shown
+    ndcg = json.loads((job / "metrics.json").read_text())["metrics"]["val/ndcg@10"]
+    assert f"val/ndcg@10 {ndcg:.4f}" in output and f"run folder: {job}" in output  # quiet: one line
 
 
 @pytest.mark.slow

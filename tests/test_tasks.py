@@ -15,16 +15,18 @@ import yaml
 
 from helpers.files import REPO, write_reviews_csv
 from helpers.runs import ONE_EPOCH, SMALL_DATA, train
-from recfit.config import compose, conf_dir
-from recfit.config.schema import ModelName, TaskName
+from recfit.config import compose, conf_dir, validate
+from recfit.config.schema import ModelName
+from recfit.errors import ConfigError
 from recfit.models.declarations import MODELS
-from recfit.tasks.registry import known_metrics, make_task, task_class, task_names
+from recfit.tasks.names import TaskName
+from recfit.tasks.registry import known_metrics, make_task, task_class, task_names, unregister
 
 FAST = [*ONE_EPOCH, "trainer.limit_train_batches=4", "seed=0"]
 SMALL = SMALL_DATA
-MORE_ROWS = "dataset.interactions_per_user=20"  # several test rows per user: GAUC is defined
+MORE_ROWS = "dataset.reader.interactions_per_user=20"  # several test rows per user: GAUC is defined
 MF = ["backbone=none", "model=mf", *SMALL]
-TEXT_CSV = ["experiment=text_csv_bert", "backbone=tiny_bert", "dataset.text_column=review"]
+TEXT_CSV = ["experiment=text_csv_bert", "backbone=tiny_bert", "dataset.reader.text_column=review"]
 
 # One run per task, loss and path through the code (class weights, BPR, a backbone, multi-task).
 SAME_AS_BEFORE_RUNS = {
@@ -47,10 +49,10 @@ SAME_AS_BEFORE_RUNS = {
         "task=ranking",
         "loss=cross_entropy",
     ],
-    "text_classification": [*TEXT_CSV, "dataset.label_column=sentiment", "loss=cross_entropy"],
+    "text_classification": [*TEXT_CSV, "dataset.reader.label_column=sentiment", "loss=cross_entropy"],
     "text_regression": [
         *TEXT_CSV,
-        "dataset.label_column=stars",
+        "dataset.reader.label_column=stars",
         "loss=mse",
         "task.metric=rmse",
         "task.mode=min",
@@ -69,7 +71,7 @@ def golden_run(folder: Path, name: str) -> tuple[dict, list[str]]:
     """Train case `name` in this process; its metrics.json and its per_user.parquet columns."""
     overrides = list(SAME_AS_BEFORE_RUNS[name])
     if "experiment=text_csv_bert" in overrides:
-        overrides.append(f"dataset.path={write_reviews_csv(folder / 'reviews.csv', rows=80)}")
+        overrides.append(f"dataset.reader.path={write_reviews_csv(folder / 'reviews.csv', rows=80)}")
     record = train(folder, *FAST, *overrides)
     columns = list(pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet").columns)
     return record, columns
@@ -154,3 +156,56 @@ def test_conf_task_files_name_registered_tasks():
     for path in sorted((conf_dir() / "task").glob("*.yaml")):
         name = yaml.safe_load(path.read_text())["name"]
         assert task_class(name).name == name
+
+
+# ---- adding a task: the worked example of docs/extending.md, as written there -------------------------
+def docs_block(language: str, after: str) -> str:
+    """The first ```language code block after the text `after` in docs/extending.md."""
+    text = (REPO / "docs" / "extending.md").read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(f"```{language}\n")
+    return text[start : text.index("```", start)]
+
+
+def golden_run_with(folder: Path, *overrides: str) -> tuple[dict, list[str]]:
+    """Train with `overrides` in this process; its metrics.json and its per_user.parquet columns."""
+    record = train(folder, *FAST, *overrides)
+    return record, list(pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet").columns)
+
+
+@pytest.fixture
+def dislike(tmp_path: Path):
+    """The docs' `dislike` task registered from its code block, and a config folder holding its YAML."""
+    exec(compile(docs_block("python", "`src/recfit/tasks/dislike.py`"), "extending.md", "exec"), {})
+    folder = tmp_path / "conf"
+    (folder / "task").mkdir(parents=True)
+    (folder / "task" / "dislike.yaml").write_text(docs_block("yaml", "`conf/task/dislike.yaml`"))
+    yield f"hydra.searchpath=[file://{folder}]"
+    unregister("dislike")
+
+
+def test_the_worked_example_task_is_one_class_and_one_yaml_that_train(dislike, tmp_path):
+    assert "dislike" in task_names() and task_class("dislike").multitask is False
+    record, columns = golden_run_with(tmp_path, dislike, "task=dislike", "loss=bce", *MF, MORE_ROWS)
+    assert set(record["metrics"]) == {f"{stage}/{m}" for stage in ("val", "test") for m in ("auc", "logloss")}
+    assert 0 <= record["metrics"]["test/auc"] <= 1 and record["monitor"] == "val/auc"
+    per_row = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
+    assert columns == ["user", "item", "target", "prediction", "logloss", "correct"]
+    assert per_row["logloss"].mean() == pytest.approx(record["metrics"]["test/logloss"], abs=1e-6)
+    assert 0 < per_row["target"].mean() < 1  # rated 2 or lower: some rows, not all
+    refused = {
+        "model=popularity": "model 'popularity' cannot do task 'dislike' (it does: ranking)",
+        "loss=mse": "loss 'mse' does not fit task 'dislike' (use loss=bce)",
+        "task.metric=rmse": "task.metric 'rmse' is not reported for task 'dislike' with loss 'bce'",
+    }
+    for override, message in refused.items():
+        cfg = compose([dislike, "task=dislike", "loss=bce", *MF, override])
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            validate(cfg)
+
+
+def test_an_unknown_task_name_is_refused_like_a_wrong_enum_value():
+    expected = "expected one of [rating, ctr, ranking, text_classification]"
+    with pytest.raises(ConfigError, match=re.escape(f"task.name: Invalid value 'clicks', {expected}")):
+        validate(compose(["task.name=clicks"]))
+    with pytest.raises(ConfigError, match=re.escape(f"tasks[1]: Invalid value 'clicks', {expected}")):
+        validate(compose(["tasks=[rating,clicks]", "task=ctr", "loss=bce", "backbone=none", "model=mf"]))

@@ -212,7 +212,7 @@ def train_job(cfg: DictConfig, validated: bool = False) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
 
     from recfit.report import print_metrics
-    from recfit.training.console import is_quiet
+    from recfit.training.console import is_quiet, summary_line
     from recfit.training.run import train
 
     try:
@@ -224,8 +224,11 @@ def train_job(cfg: DictConfig, validated: bool = False) -> float | None:
             raise
         log.exception("job failed: %s", error)
         return None
-    if not is_quiet(cfg) and rank_zero_only.rank == 0:  # DDP ranks 1..N-1 print nothing
-        print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
+    if rank_zero_only.rank == 0:  # DDP ranks 1..N-1 print nothing
+        if is_quiet(cfg):  # still the one line a script or a sweep's log needs
+            print(summary_line(result.metrics, monitor_key(cfg), result.run_dir))
+        else:
+            print_metrics(result.metrics, result.run_dir, result.status, result.record["duration_s"])
     return result.metrics.get(monitor_key(cfg))
 
 

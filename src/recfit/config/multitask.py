@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from recfit.config.schema import Resampling, TaskName, TaskWeighting
+from recfit.config.schema import Resampling, TaskWeighting
 from recfit.errors import ConfigError
 from recfit.tasks.registry import task_class, task_names
 
@@ -18,7 +18,7 @@ from recfit.tasks.registry import task_class, task_names
 # default loss. Every model that does them (mf, two_tower, cross_encoder, lr) has multi-task heads.
 
 
-def task_list(cfg: DictConfig) -> list[TaskName]:
+def task_list(cfg: DictConfig) -> list[str]:
     """The tasks of a multi-task run, in the order of the model's outputs; [] for a single-task run."""
     return list(cfg.get("tasks") or [])
 
@@ -26,13 +26,13 @@ def task_list(cfg: DictConfig) -> list[TaskName]:
 def monitor_key(cfg: DictConfig) -> str:
     """The logged key that chooses the best checkpoint: `val/<metric>`, or `val/<task>/<metric>`."""
     if task_list(cfg):
-        return f"val/{cfg.task.name.value}/{cfg.task.metric}"
+        return f"val/{cfg.task.name}/{cfg.task.metric}"
     return f"val/{cfg.task.metric}"
 
 
 def fixed_weights(cfg: DictConfig) -> list[float]:
     """One loss weight per task of `tasks`, from `task_weights` (one key per task, 1.0 unless set)."""
-    return [float(cfg.task_weights[task.value]) for task in task_list(cfg)]
+    return [float(cfg.task_weights[task]) for task in task_list(cfg)]
 
 
 def _changed_weights(cfg: DictConfig) -> dict[str, float]:
@@ -51,12 +51,12 @@ def check_multitask(cfg: DictConfig) -> None:
             key = f"task_weights.{next(iter(weights))}" if weights else "task_weighting"
             raise ConfigError(f"{key} needs several tasks, e.g. tasks=[rating,ctr]")
         return
-    names = [task.value for task in tasks]
+    names = list(tasks)
     sharing = [name for name in task_names() if task_class(name).multitask]
     for task in tasks:
         if not task_class(task).multitask:
             raise ConfigError(
-                f"tasks: '{task.value}' cannot share a multi-task model; only the pointwise tasks "
+                f"tasks: '{task}' cannot share a multi-task model; only the pointwise tasks "
                 f"{' and '.join(sharing)} can"
             )
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -67,7 +67,7 @@ def check_multitask(cfg: DictConfig) -> None:
     primary = cfg.task.name
     if primary not in tasks:
         raise ConfigError(
-            f"task '{primary.value}' (the primary task, which chooses the model) must be one of "
+            f"task '{primary}' (the primary task, which chooses the model) must be one of "
             f"tasks [{', '.join(names)}]"
         )
     if weighting == TaskWeighting.uncertainty and weights:

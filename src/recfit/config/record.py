@@ -13,7 +13,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     """experiment, task, monitor, mode and seed: the fields `recfit compare` and resume read back."""
     return {
         "experiment": cfg.experiment_name,
-        "task": cfg.task.name.value,
+        "task": str(cfg.task.name),
         "monitor": monitor_key(cfg),
         "mode": cfg.task.mode.value,
         "seed": cfg.seed,

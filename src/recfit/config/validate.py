@@ -35,6 +35,7 @@ LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "w
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) if the config cannot make a sensible run."""
     check_targets(cfg)  # first: it resolves every interpolation, and refuses code recfit does not allow
+    _check_task_names(cfg)
     _check_required(cfg)
     check_places(cfg)
     check_limits(cfg)
@@ -80,6 +81,17 @@ def validate(cfg: DictConfig) -> None:
     _check_logger_packages(cfg)
     if cfg.get("init_from") is not None and cfg.init_from.path is not None:
         find_parent(cfg.init_from.path)
+
+
+def _check_task_names(cfg: DictConfig) -> None:
+    """`task.name` and `tasks` name registered tasks (recfit.tasks), refused as a wrong enum value is."""
+    known = task_names()
+    expected = f"expected one of [{', '.join(known)}]"
+    if not OmegaConf.is_missing(cfg.task, "name") and cfg.task.name not in known:
+        raise ConfigError(f"task.name: Invalid value '{cfg.task.name}', {expected}")
+    for index, name in enumerate(cfg.get("tasks") or []):
+        if name not in known:
+            raise ConfigError(f"tasks[{index}]: Invalid value '{name}', {expected}")
 
 
 def _check_logger_packages(cfg: DictConfig) -> None:
@@ -179,9 +191,9 @@ def _check_numbers(cfg: DictConfig) -> None:
 
 
 def _check_paths(cfg: DictConfig) -> None:
-    data_path = cfg.dataset.get("path")
+    data_path = cfg.dataset.reader.get("path")
     if data_path is not None and not Path(data_path).expanduser().exists():
-        raise ConfigError(f"dataset.path does not exist: {data_path}")
+        raise ConfigError(f"dataset.reader.path does not exist: {data_path}")
     for key in ("name_or_path", "tokenizer"):
         value = cfg.backbone.get(key)
         if value and _looks_like_local_path(value) and not Path(value).expanduser().exists():

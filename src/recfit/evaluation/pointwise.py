@@ -1,7 +1,7 @@
 """Pointwise metrics for rating, ctr and text classification, as torchmetrics collections.
 
 torchmetrics keeps the running state and synchronises it across DDP processes; recfit only picks
-which metrics a task reports. Names match `recfit.config.validate.metric_names`.
+which metrics a task reports. Names match the tasks' `metric_catalog` (recfit.tasks).
 """
 
 from __future__ import annotations

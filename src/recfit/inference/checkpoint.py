@@ -100,7 +100,7 @@ def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictCon
         # the run's checkpoint holds whatever it took from a parent run: the parent's folder may be gone
         composed.init_from.path = None
     if cfg.task.name != original.task.name:
-        raise ConfigError(f"task.name cannot change from '{original.task.name.value}' for a trained model")
+        raise ConfigError(f"task.name cannot change from '{original.task.name}' for a trained model")
     validate(cfg)
     return original, cfg, combined
 
@@ -112,7 +112,7 @@ def _key(override: str) -> str:
 def without_replaced_groups(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less the keys of any group the new overrides switch to another option.
 
-    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.num_users=40`
+    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.reader.num_users=40`
     no longer applies (the new option has no such key).
     """
     switched = {_key(o) for o in overrides if "." not in _key(o)}

@@ -30,6 +30,11 @@ def register(cls: TaskClass) -> TaskClass:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Forget task `name` (a test that defined a task for its own duration)."""
+    _TASKS.pop(name, None)
+
+
 def _load_builtins() -> None:
     global _loaded
     if _loaded:
@@ -82,4 +87,13 @@ def known_metrics() -> dict[str, Metric]:
     return found
 
 
-__all__ = ["Task", "known_metrics", "make_task", "register", "task_class", "task_names", "tasks_of_run"]
+__all__ = [
+    "Task",
+    "known_metrics",
+    "make_task",
+    "register",
+    "task_class",
+    "task_names",
+    "tasks_of_run",
+    "unregister",
+]

@@ -5,6 +5,8 @@ it off; by default sweeps (-m) are quiet and single runs are not."""
 from __future__ import annotations
 
 import io
+import logging
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -65,3 +67,57 @@ def trainer_display(cfg: DictConfig, quiet: bool) -> tuple[list[pl.Callback], di
     if not cfg.trainer.enable_progress_bar:
         return [], {"enable_progress_bar": False}
     return [RichProgressBar(leave=True)], {"enable_progress_bar": True}
+
+
+# Library chatter that train.log keeps and the terminal does not show (issue 16): Lightning's INFO lines
+# (devices, its advert, `Trainer(limit_*=1.0)`, checkpoint restoring, the model summary) and these warnings
+NOISY_WARNINGS = (
+    "LeafSpec",  # a deprecation inside Lightning's own pytree helper, once per loop
+    "module(s) in eval mode",  # frozen backbone layers are in eval mode on purpose
+    "exists and is not empty",  # CSVLogger writing into the run folder Hydra just made
+    "is not writable",  # torch.as_tensor over a read-only NumPy view: nothing is written to it
+    "smaller than the logging interval",  # small data sets log once per epoch anyway
+)
+# `lightning` itself has a stderr handler ("INFO: ..."), `lightning.pytorch` another when imported first
+LIBRARY_LOGGERS = (
+    "lightning",
+    "lightning.pytorch",
+    "lightning.fabric",
+    "pytorch_lightning",
+    "lightning_fabric",
+)
+
+
+class TrainLogOnly(logging.Filter):
+    """On a terminal handler: drops library INFO lines and known harmless warnings (train.log has them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(LIBRARY_LOGGERS) and record.levelno < logging.WARNING:
+            return False
+        return not (record.name == "py.warnings" and any(n in record.getMessage() for n in NOISY_WARNINGS))
+
+
+def _is_terminal(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+
+
+def route_console() -> None:
+    """Send library chatter to train.log only: each Lightning line once (Lightning's own stderr handler
+    printed a second copy), warnings through logging, no weights-loading progress bar."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
+    logging.captureWarnings(True)
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if _is_terminal(h)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+    for handler in logging.getLogger().handlers:
+        if _is_terminal(handler) and not any(isinstance(f, TrainLogOnly) for f in handler.filters):
+            handler.addFilter(TrainLogOnly())
+
+
+def summary_line(metrics: dict[str, float | None], monitor: str, run_dir: Path) -> str:
+    """What a quiet run still prints: its monitored metric (and the test one) and its folder."""
+    shown = [monitor, "test/" + monitor.split("/", 1)[-1]]
+    values = [f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(shown) if metrics.get(k) is not None]
+    return f"{', '.join(values) or 'no metrics'}; run folder: {run_dir}"

@@ -254,6 +254,7 @@ def _append_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
     quiet = console.is_quiet(cfg)
+    console.route_console()
     console.show_config(cfg, run_dir, quiet)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
