@@ -54,7 +54,7 @@ for precision in ("32-true", "bf16-mixed"):
         report[precision] = {"skipped": "bf16-mixed is checked on the GPU only"}
         continue
     out_dir = work / precision
-    command = [sys.executable, "-m", "recfit", "train", "experiment=text_csv_bert", f"dataset.path={work / 'texts.csv'}",
+    command = [sys.executable, "-m", "recfit", "train", "experiment=text_csv_bert", f"dataset.reader.path={work / 'texts.csv'}",
                "backbone=tiny_bert", f"backbone.config_overrides={sizes}", f"backbone.max_length={16 if tiny else 128}",
                "trainer=gpu" if torch.cuda.is_available() else "trainer=cpu", f"trainer.precision={precision}",
                "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "dataset.batch_size=32",

@@ -75,10 +75,10 @@ CONFIG_CASES = [
     ("devices", ["trainer.devices=0"], "trainer.devices must be auto, -1 (all), a count of at least 1"),
     (
         "missing data path",
-        ["experiment=ml100k_rating", "dataset.path=/no/such/dir"],
-        "dataset.path does not exist",
+        ["experiment=ml100k_rating", "dataset.reader.path=/no/such/dir"],
+        "dataset.reader.path does not exist",
     ),
-    ("required path", ["experiment=text_csv_bert"], "required config value missing: dataset.path"),
+    ("required path", ["experiment=text_csv_bert"], "required config value missing: dataset.reader.path"),
     (
         "missing model folder",
         ["backbone.name_or_path=./no/such/model"],
@@ -95,7 +95,11 @@ CONFIG_CASES = [
     ("split method", ["split.method=random"], "split.method: Invalid value 'random'"),
     ("k-core", ["dataset.filter.k_core_users=-1"], "dataset.filter.k_core_users must be 0 or more"),
     ("temperature", ["loss.temperature=0"], "loss.temperature must be positive"),
-    ("bad-rows policy", ["dataset.on_bad_rows=maybe"], "dataset.on_bad_rows: Invalid value 'maybe'"),
+    (
+        "bad-rows policy",
+        ["dataset=movielens_100k", "dataset.reader.on_bad_rows=maybe"],
+        "dataset.reader.on_bad_rows: Invalid value 'maybe'",
+    ),
     ("resume value", ["resume=sometimes"], "resume must be auto or null"),
     ("bad sweep job", ["-m", "loss=mse,cross_entropy"], "sweep job 0 ("),
     ("nothing to resume", ["resume=auto", "experiment_name=nothing_here"], "resume=auto: no unfinished run"),
@@ -153,14 +157,14 @@ DATA_CASES = [
 def test_bad_movielens_files(capsys, outputs, tmp_path, ml100k_dir, edit, expected):
     before = tree_digest(outputs / "runs" / "quickstart")
     folder = ml100k_copy(tmp_path, ml100k_dir, edit)
-    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={folder}", f"paths.output_dir={outputs}")
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.reader.path={folder}", f"paths.output_dir={outputs}")
     assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs" / "quickstart") == before
 
 
 @pytest.mark.slow
 def test_empty_after_filtering(capsys, outputs, ml100k_dir):
-    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={ml100k_dir}",
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.reader.path={ml100k_dir}",
                      "dataset.filter.rating_threshold=6", f"paths.output_dir={outputs}")  # fmt: skip
     assert_one_line_error(result, "rating")
 
@@ -169,8 +173,9 @@ def test_empty_after_filtering(capsys, outputs, ml100k_dir):
 def test_bad_rows_can_be_skipped_and_are_counted(capsys, tmp_path, ml100k_dir):
     edits = "1\t2\tfive\t881250949\n1\t99999\t4\t881250949\n196\t242\t3\t881250949\n"
     folder = ml100k_copy(tmp_path, ml100k_dir, append("u.data", edits))
-    result = run_cli(capsys, "train", *ML_MF, f"dataset.path={folder}", "dataset.on_bad_rows=skip",
-                    "trainer.limit_train_batches=2", f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
+    result = run_cli(capsys, "train", *ML_MF, f"dataset.reader.path={folder}",
+                    "dataset.reader.on_bad_rows=skip", "trainer.limit_train_batches=2",
+                    f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 
@@ -197,7 +202,8 @@ CSV_CASES = [
 def test_bad_csv_files(capsys, outputs, tmp_path, content, expected):
     before = tree_digest(outputs / "runs" / "quickstart")
     result = run_cli(capsys, "train", "experiment=text_csv_bert", "backbone=tiny_bert", *QUIET,
-                    f"dataset.path={csv(tmp_path, content)}", f"paths.output_dir={outputs}")  # fmt: skip
+                    f"dataset.reader.path={csv(tmp_path, content)}",
+                    f"paths.output_dir={outputs}")  # fmt: skip
     assert_one_line_error(result, expected)
     assert tree_digest(outputs / "runs" / "quickstart") == before
 
@@ -250,7 +256,7 @@ def test_a_fifo_or_device_as_data_path_is_refused_not_read(tmp_path, kind):
         path = tmp_path / "pipe"
         os.mkfifo(path)
     with pytest.raises(ConfigError, match="is not a regular file or folder"):
-        validate(compose(["experiment=text_csv_bert", f"dataset.path={path}"]))
+        validate(compose(["experiment=text_csv_bert", f"dataset.reader.path={path}"]))
 
 
 def ml100k_with_folds(tmp: Path, source: Path) -> Path:

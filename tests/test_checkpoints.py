@@ -16,7 +16,7 @@ from recfit.training.frozen_reference import REFERENCE_KEY
 
 FAST = [
     "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=3",
-    "dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8",
+    "dataset.reader.num_users=40", "dataset.reader.num_items=60", "dataset.reader.interactions_per_user=8",
     "dataset.batch_size=16", "task=ranking", "loss=cross_entropy", "model=two_tower",
 ]  # fmt: skip
 STEPS = 6  # 2 epochs x 3 batches
@@ -116,7 +116,7 @@ def test_keep_decides_what_a_completed_run_keeps(keep, kept, tmp_path, capsys):
         assert run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}").returncode == 0
     if keep == "none":
         result = run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}")
-        assert result.returncode != 0 and "has no best checkpoint" in result.stderr
+        assert result.returncode != 0 and "trained with checkpoint.keep=none keeps none" in result.stderr
 
 
 def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp_path):

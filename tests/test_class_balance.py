@@ -138,7 +138,7 @@ def test_bad_balance_settings_are_refused(overrides, message):
 def test_text_classification_with_mse_refuses_class_weights(tmp_path):
     csv = tmp_path / "rows.csv"
     csv.write_text("text,label\na,1\nb,2\n")
-    overrides = ["experiment=text_csv_bert", f"dataset.path={csv}", "loss=mse", "task.metric=rmse"]
+    overrides = ["experiment=text_csv_bert", f"dataset.reader.path={csv}", "loss=mse", "task.metric=rmse"]
     validate(compose(overrides))
     with pytest.raises(ConfigError, match="task 'text_classification' with loss 'mse'"):
         validate(compose([*overrides, "dataset.class_weights=balanced"]))

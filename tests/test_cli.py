@@ -48,8 +48,11 @@ def earlier_run(tmp_path_factory) -> Path:
             "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)",
         ),
         (["loss=mse"], "loss 'mse' does not fit task 'ranking'"),
-        (["experiment=ml100k_rating", "dataset.path=/no/such/ml-100k"], "dataset.path does not exist"),
-        (["experiment=text_csv_bert"], "required config value missing: dataset.path"),
+        (
+            ["experiment=ml100k_rating", "dataset.reader.path=/no/such/ml-100k"],
+            "dataset.reader.path does not exist",
+        ),
+        (["experiment=text_csv_bert"], "required config value missing: dataset.reader.path"),
     ],
 )
 def test_bad_config_exits_with_one_line(earlier_run, arguments, expected):
@@ -68,8 +71,8 @@ def test_bad_data_exits_with_one_line_and_records_the_failure(earlier_run, tmp_p
         "train",
         "experiment=text_csv_bert",
         *TINY,
-        f"dataset.path={csv_file}",
-        "dataset.text_column=body",
+        f"dataset.reader.path={csv_file}",
+        "dataset.reader.text_column=body",
         f"paths.output_dir={earlier_run}",
     )
     assert_one_line_error(result, "has no column 'body' (columns: review, sentiment, stars)")
@@ -85,7 +88,11 @@ def test_non_utf8_csv_exits_with_one_line(tmp_path):
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("text,label\ncaf\xe9 cr\xe8me,pos\nnice,neg\n".encode("latin-1"))
     result = recfit(
-        "train", "experiment=text_csv_bert", *TINY, f"dataset.path={bad}", f"paths.output_dir={tmp_path}"
+        "train",
+        "experiment=text_csv_bert",
+        *TINY,
+        f"dataset.reader.path={bad}",
+        f"paths.output_dir={tmp_path}",
     )
     assert_one_line_error(result, "is not UTF-8 text")
 

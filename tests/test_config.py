@@ -12,7 +12,7 @@ from recfit.config import compose, conf_dir, validate
 from recfit.errors import ConfigError
 from recfit.tasks.registry import make_task
 
-CSV_OVERRIDES = ["experiment=text_csv_bert", f"dataset.path={__file__}"]
+CSV_OVERRIDES = ["experiment=text_csv_bert", f"dataset.reader.path={__file__}"]
 
 
 def check(overrides: list[str]):
@@ -33,13 +33,13 @@ def test_default_is_the_quickstart():
 def test_every_experiment_composes(experiment, tmp_path):
     overrides = [f"experiment={experiment}"]
     if experiment == "text_csv_bert":
-        overrides.append(f"dataset.path={__file__}")
+        overrides.append(f"dataset.reader.path={__file__}")
     if experiment.endswith("_multidomain"):  # one data path per domain
         overrides += [
             f"dataset.domains.{d}.path={Path(__file__).parent}" for d in ("amazon_games", "movielens_100k")
         ]
     elif experiment.startswith("games_"):
-        overrides.append(f"dataset.path={Path(__file__).parent}")
+        overrides.append(f"dataset.reader.path={Path(__file__).parent}")
     cfg = check(overrides)
     assert cfg.experiment_name == experiment
 
@@ -99,10 +99,10 @@ def test_other_options_compose(group):
         ),
         (["dataset.batch_size=0"], "dataset.batch_size must be at least 1"),
         (
-            ["experiment=ml100k_rating", "dataset.path=/no/such/folder"],
-            "dataset.path does not exist: /no/such/folder",
+            ["experiment=ml100k_rating", "dataset.reader.path=/no/such/folder"],
+            "dataset.reader.path does not exist: /no/such/folder",
         ),
-        (["experiment=text_csv_bert"], "required config value missing: dataset.path"),
+        (["experiment=text_csv_bert"], "required config value missing: dataset.reader.path"),
         (
             ["backbone.name_or_path=./no/such/model"],
             "backbone.name_or_path is a local path that does not exist",

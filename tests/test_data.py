@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import zipfile
 from pathlib import Path
@@ -10,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import get_method, instantiate
 
-from helpers.files import write_reviews_csv
+from helpers.files import REPO, write_reviews_csv
 from helpers.runs import ONE_EPOCH, SMALL_DATA, train
+from recfit.config import compose
+from recfit.data.configured import read_dataset
 from recfit.data.download import download_zip
 from recfit.data.sources.movielens import read_movielens_100k
 from recfit.data.sources.synthetic import TOPICS, make_synthetic
@@ -171,8 +175,46 @@ RECORDED = {
 @pytest.mark.parametrize("task", sorted(RECORDED))
 def test_same_seed_gives_the_recorded_metrics_and_data_fingerprint(tmp_path, ml100k_dir, task):
     overrides, fingerprint, expected = RECORDED[task]
-    data = [f"dataset.path={ml100k_dir}"] if "dataset=movielens_100k" in overrides else []
+    data = [f"dataset.reader.path={ml100k_dir}"] if "dataset=movielens_100k" in overrides else []
     record = train(tmp_path, *SHORT, *overrides, *data)
     info = json.loads((Path(record["run_dir"]) / "run_info.json").read_text())
     assert info["data_sha256"] == fingerprint
     assert {key: record["metrics"][key] for key in expected} == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")))
+def test_each_data_set_reader_is_a_plain_instantiate_target(tmp_path, option):
+    """`dataset.reader` holds a reader function and its arguments, all of them: Hydra calls it as it stands,
+    and every argument the reader takes (e.g. on_bad_rows) can be set from the config."""
+    overrides = {
+        "multi_domain": ["dataset=[synthetic, text_csv]", f"dataset.domains.text_csv.reader.path={tmp_path}"],
+    }.get(option, [f"dataset={option}", f"dataset.reader.path={tmp_path}"] if option != "synthetic" else [])
+    cfg = compose(overrides)
+    reader = cfg.dataset.reader
+    accepted = inspect.signature(get_method(reader._target_)).parameters
+    assert set(reader) - {"_target_"} == set(accepted), option
+    bound = instantiate(reader, _partial_=True, _recursive_=False)
+    assert set(bound.keywords) == set(reader) - {"_target_"}
+
+
+def test_reader_arguments_at_their_old_place_are_read_under_dataset_reader(ml100k_dir):
+    """`dataset.path=...` (the layout before `dataset.reader`) keeps composing the same config."""
+    old = compose(["dataset.num_users=40", "dataset.seed=3", "dataset.batch_size=16"])
+    new = compose(["dataset.reader.num_users=40", "dataset.reader.seed=3", "dataset.batch_size=16"])
+    assert old == new and new.dataset.reader.num_users == 40
+    domains = compose(
+        ["dataset=[synthetic, movielens_100k]", f"dataset.domains.movielens_100k.path={ml100k_dir}"]
+    )
+    assert domains.dataset.domains.movielens_100k.reader.path == str(ml100k_dir)
+    assert read_dataset(domains.dataset).domain_names == ["synthetic", "movielens_100k"]
+
+
+def test_an_earlier_run_folder_with_reader_arguments_at_their_old_place_recomposes(tmp_path):
+    """overrides.yaml of a run made before `dataset.reader` (rerun, resume, eval read it) still composes."""
+    from recfit.config.rerun import OVERRIDES_FILE, saved_overrides
+
+    (tmp_path / OVERRIDES_FILE).parent.mkdir()
+    (tmp_path / OVERRIDES_FILE).write_text("- dataset.num_users=40\n- dataset.interactions_per_user=8\n")
+    saved = saved_overrides(tmp_path)
+    assert saved == ["dataset.reader.num_users=40", "dataset.reader.interactions_per_user=8"]
+    assert compose(saved).dataset.reader.num_users == 40

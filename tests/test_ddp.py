@@ -15,7 +15,11 @@ from recfit.config import compose, validate
 from recfit.data.eval_shards import ContiguousShardSampler
 from recfit.errors import ConfigError, DataError
 
-SMALL_DATA = ["dataset.num_users=41", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+SMALL_DATA = [
+    "dataset.reader.num_users=41",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
+]
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", *SMALL_DATA]
 TINY = ["backbone=tiny_bert", *FAST]
 # eval_batch_size 8: 41 users split 20 / 21, so shards and batches do not line up and batches are uneven.

@@ -84,11 +84,13 @@ COMMANDS = example_commands()
 
 def stand_in_paths(overrides: list[str], tmp_path: Path) -> list[str]:
     """Placeholder data paths (path/to/ml-100k, reviews.csv) -> an existing file or folder of that kind:
-    validation checks only that dataset.path exists; reading it is the readers' tests' business."""
+    validation checks only that dataset.reader.path exists; reading it is the readers' tests' business."""
     out = []
     for override in overrides:
         key, _, value = override.partition("=")
-        is_data_path = key == "dataset.path" or re.fullmatch(r"dataset\.domains\.\w+\.path", key)
+        is_data_path = key == "dataset.reader.path" or re.fullmatch(
+            r"dataset\.domains\.\w+\.reader\.path", key
+        )
         if is_data_path and not Path(value).expanduser().exists():
             values = []
             for one in value.split(","):  # a sweep over several files

@@ -45,7 +45,7 @@ def test_ml100k_rating(tmp_path, ml100k_dir):
         [
             "train",
             "experiment=ml100k_rating",
-            f"dataset.path={ml100k_dir}",
+            f"dataset.reader.path={ml100k_dir}",
             "trainer.max_epochs=2",
             f"paths.output_dir={tmp_path}",
             *QUIET,
@@ -62,7 +62,7 @@ def test_ml100k_ranking(tmp_path, ml100k_dir):
         [
             "train",
             "experiment=ml100k_ranking",
-            f"dataset.path={ml100k_dir}",
+            f"dataset.reader.path={ml100k_dir}",
             "trainer.max_epochs=1",
             f"paths.output_dir={tmp_path}",
             *QUIET,
@@ -79,9 +79,9 @@ def test_text_csv_bert(tmp_path):
         [
             "train",
             "experiment=text_csv_bert",
-            f"dataset.path={csv_file}",
-            "dataset.text_column=review",
-            "dataset.label_column=sentiment",
+            f"dataset.reader.path={csv_file}",
+            "dataset.reader.text_column=review",
+            "dataset.reader.label_column=sentiment",
             "trainer.max_epochs=2",
             f"paths.output_dir={tmp_path}",
             *QUIET,
@@ -95,8 +95,8 @@ def test_text_csv_bert(tmp_path):
 @pytest.mark.slow
 def test_ml100k_bpr_lr_and_folds_run(tmp_path, ml100k_dir):
     for experiment in ("ml100k_bpr", "ml100k_lr_ctr", "ml100k_svd_folds"):
-        main(["train", f"experiment={experiment}", f"dataset.path={ml100k_dir}", "trainer.max_epochs=1",
-              f"paths.output_dir={tmp_path / experiment}", *QUIET])  # fmt: skip
+        main(["train", f"experiment={experiment}", f"dataset.reader.path={ml100k_dir}",
+              "trainer.max_epochs=1", f"paths.output_dir={tmp_path / experiment}", *QUIET])  # fmt: skip
         record = only_record(tmp_path / experiment)
         assert record["experiment"] == experiment
     folds = only_record(tmp_path / "ml100k_svd_folds")
@@ -108,7 +108,7 @@ def test_ml100k_bpr_lr_and_folds_run(tmp_path, ml100k_dir):
 def test_cold_transfer_experiments_run(tmp_path, ml100k_dir, amazon_games_dir):
     for experiment, path in (("ml100k_cold_transfer", ml100k_dir), ("games_cold_transfer", amazon_games_dir)):
         # the real experiments use the packaged MiniLM; CI checks the wiring with a tiny BERT
-        main(["train", f"experiment={experiment}", f"dataset.path={path}", "backbone=tiny_bert",
+        main(["train", f"experiment={experiment}", f"dataset.reader.path={path}", "backbone=tiny_bert",
               "backbone.freeze=all", "trainer.max_epochs=1", "trainer.limit_train_batches=20",
               f"paths.output_dir={tmp_path / experiment}", *QUIET])  # fmt: skip
         record = only_record(tmp_path / experiment)
@@ -119,8 +119,9 @@ def test_cold_transfer_experiments_run(tmp_path, ml100k_dir, amazon_games_dir):
 def test_data_efficiency_experiment_trains_on_a_fraction(tmp_path, ml100k_dir):
     # the real grid uses the packaged MiniLM (scripts/results/data_efficiency.sh); CI checks the wiring
     for split in ("cold_item", "ratio"):
-        main(["train", "experiment=ml100k_data_efficiency", f"split={split}", f"dataset.path={ml100k_dir}",
-              "backbone=tiny_bert", "backbone.freeze=all", "split.train_fraction=0.1", "trainer.max_epochs=1",
+        main(["train", "experiment=ml100k_data_efficiency", f"split={split}",
+              f"dataset.reader.path={ml100k_dir}", "backbone=tiny_bert", "backbone.freeze=all",
+              "split.train_fraction=0.1", "trainer.max_epochs=1",
               f"paths.output_dir={tmp_path / split}", *QUIET])  # fmt: skip
         record = only_record(tmp_path / split)
         assert record["protocol"].startswith(f"no filtering; {split} ")

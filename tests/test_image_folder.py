@@ -109,8 +109,9 @@ def test_unusable_images_can_be_skipped_and_are_counted(shop):
 @pytest.mark.slow
 def test_cli_reports_a_corrupt_image_in_one_line(shop, tmp_path, capsys):
     corrupt(shop)
-    result = run_cli(capsys, "train", "dataset=image_folder", f"dataset.path={shop}", "backbone=tiny_resnet",
-                    "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
+    result = run_cli(capsys, "train", "dataset=image_folder", f"dataset.reader.path={shop}",
+                    "backbone=tiny_resnet", "trainer.max_epochs=1",
+                    f"paths.output_dir={tmp_path / 'out'}")  # fmt: skip
     assert_one_line_error(result, "cannot read image of item 'sku-003'")
 
 
@@ -118,8 +119,8 @@ def test_cli_reports_a_corrupt_image_in_one_line(shop, tmp_path, capsys):
 @pytest.mark.parametrize("task", ["ranking", "rating"])
 def test_tiny_resnet_trains_and_evaluates_on_real_image_files(shop, tmp_path, task):
     loss = "cross_entropy" if task == "ranking" else "mse"
-    main(["train", "dataset=image_folder", f"dataset.path={shop}", "backbone=tiny_resnet", f"task={task}",
-          f"loss={loss}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+    main(["train", "dataset=image_folder", f"dataset.reader.path={shop}", "backbone=tiny_resnet",
+          f"task={task}", f"loss={loss}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
           "dataset.batch_size=16", f"paths.output_dir={tmp_path / 'out'}"])  # fmt: skip
     (path,) = (tmp_path / "out").glob("runs/*/*/metrics.json")
     record = json.loads(path.read_text())

@@ -30,11 +30,11 @@ TINY = [
     "backbone=tiny_bert",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
-    "dataset.num_users=40",
-    "dataset.num_items=60",
-    "dataset.interactions_per_user=8",
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
 ]
-OTHER_CATALOGUE = ["dataset.seed=7", "dataset.num_items=50", "split=cold_item"]
+OTHER_CATALOGUE = ["dataset.reader.seed=7", "dataset.reader.num_items=50", "split=cold_item"]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_eval_on_another_catalogue_transfers_through_item_text(trained, outputs,
 def test_eval_on_movielens_100k_zero_shot(trained, outputs, capsys, ml100k_dir):
     before = eval_folders(outputs)
     code, _, err = run_cli(
-        capsys, "eval", str(trained.run_dir), "dataset=movielens_100k", f"dataset.path={ml100k_dir}"
+        capsys, "eval", str(trained.run_dir), "dataset=movielens_100k", f"dataset.reader.path={ml100k_dir}"
     )
     assert code == 0, err
     (folder,) = eval_folders(outputs) - before

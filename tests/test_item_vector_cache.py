@@ -164,9 +164,9 @@ RUN = [
     "backbone.freeze=all",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
-    "dataset.num_users=40",
-    "dataset.num_items=60",
-    "dataset.interactions_per_user=8",
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
 ]
 
 

@@ -20,8 +20,8 @@ from helpers.runs import train as run_training
 TINY = [
     "backbone=tiny_bert",
     "trainer.max_epochs=1",
-    "dataset.num_users=40",
-    "dataset.num_items=60",
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
     "trainer.log_every_n_steps=2",
 ]
 ALL_LOGGERS = "logger=[csv,tensorboard,mlflow,wandb]"
@@ -76,7 +76,7 @@ def test_mlflow_database_holds_run_params_metrics_and_config(logged_run, tmp_pat
     assert params["model.embedding_dim"] == "64"
     assert params["backbone.model_type"] == "bert"
     assert params["trainer.max_epochs"] == "1"
-    assert params["dataset.num_users"] == "40"
+    assert params["dataset.reader.num_users"] == "40"
     assert len(params) > 80
 
     # metrics: curves with history, and the final val/test values of metrics.json ('@' is not allowed)

@@ -48,9 +48,9 @@ def outputs(tmp_path_factory) -> Path:
 def two_domains(tiny_ml100k: Path, outputs: Path) -> list[str]:
     return [
         "dataset=[synthetic, movielens_100k]",
-        f"dataset.domains.movielens_100k.path={tiny_ml100k}",
-        "dataset.domains.synthetic.num_users=30",
-        "dataset.domains.synthetic.num_items=60",
+        f"dataset.domains.movielens_100k.reader.path={tiny_ml100k}",
+        "dataset.domains.synthetic.reader.num_users=30",
+        "dataset.domains.synthetic.reader.num_items=60",
         "dataset.batch_size=32",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
@@ -80,8 +80,8 @@ def test_dataset_list_composes_into_one_config_per_domain_and_keys_override(tiny
     assert list(cfg.dataset.domains) == list(DOMAINS)
     assert OmegaConf.get_type(cfg.dataset.domains.synthetic) is SyntheticDatasetConfig
     assert OmegaConf.get_type(cfg.dataset.domains.movielens_100k) is MovieLensDatasetConfig
-    assert cfg.dataset.domains.synthetic.num_users == 30  # a per-domain key overrides that domain only
-    assert cfg.dataset.domains.movielens_100k.path == str(tiny_ml100k)
+    assert cfg.dataset.domains.synthetic.reader.num_users == 30  # a per-domain key overrides that domain only
+    assert cfg.dataset.domains.movielens_100k.reader.path == str(tiny_ml100k)
     assert cfg.dataset.batch_size == 32  # a common key applies to the mixed batches
     expanded = expand_domains(overrides)
     assert expanded[:3] == [

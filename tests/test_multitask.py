@@ -24,7 +24,11 @@ from recfit.config import compose
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.run import build
 
-SMALL = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=10"]
+SMALL = [
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=10",
+]
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 MF_MULTI = ["backbone=none", "model=mf", "task=ctr", "loss=bce", "tasks=[rating,ctr]", *SMALL]
 REGRESSION = {"rmse", "mae"}

@@ -24,9 +24,8 @@ pytestmark = pytest.mark.slow
 TEXT_RUN = [
     "experiment=text_csv_bert",
     "backbone=tiny_bert",
-    "dataset.text_column=review",
-    "dataset.label_column=sentiment",
-    "dataset.on_bad_rows=skip",
+    "dataset.reader.text_column=review",
+    "dataset.reader.label_column=sentiment",
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
 ]
@@ -40,7 +39,9 @@ def outputs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def text_run(outputs) -> TrainResult:
     reviews = write_reviews_csv(outputs / "reviews.csv", rows=80)
-    return recfit.train(overrides=[*TEXT_RUN, f"dataset.path={reviews}", f"paths.output_dir={outputs}"])
+    return recfit.train(
+        overrides=[*TEXT_RUN, f"dataset.reader.path={reviews}", f"paths.output_dir={outputs}"]
+    )
 
 
 @pytest.fixture(scope="module")

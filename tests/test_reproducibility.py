@@ -14,7 +14,8 @@ from helpers.files import REPO
 from recfit.cli import main
 
 TINY = ["backbone=tiny_bert", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-        "dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]  # fmt: skip
+        "dataset.reader.num_users=40", "dataset.reader.num_items=60",
+        "dataset.reader.interactions_per_user=8"]  # fmt: skip
 
 
 def run(outputs: Path, *overrides: str) -> Path:

@@ -23,7 +23,7 @@ from recfit.run_folder import LOCK_FILE
 # randomness a resumed run has to replay
 RUN = [
     "backbone=tiny_bert", "loss=bpr", "trainer.max_epochs=4", "trainer.enable_progress_bar=false",
-    "checkpoint_every_n_steps=7", "dataset.batch_size=16", "dataset.num_users=100", "seed=5",
+    "checkpoint_every_n_steps=7", "dataset.batch_size=16", "dataset.reader.num_users=100", "seed=5",
 ]  # fmt: skip
 STEPS_PER_EPOCH = 60  # 100 users x 12 interactions, 80% in train, batches of 16
 

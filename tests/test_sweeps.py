@@ -17,7 +17,7 @@ TINY = [
     "backbone=tiny_bert",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
-    "dataset.num_users=40",
+    "dataset.reader.num_users=40",
 ]
 
 
@@ -37,8 +37,8 @@ def test_failed_jobs_are_recorded_and_resumed(tmp_path):
     broken.write_bytes("text,label\ncaf\xe9,pos\n".encode("latin-1"))
     outputs = tmp_path / "outputs"
     result = recfit(
-        "train", "-m", "experiment=text_csv_bert", *TINY[:3], "dataset.text_column=review",
-        "dataset.label_column=sentiment", f"dataset.path={good},{broken}", "seed=1,2",
+        "train", "-m", "experiment=text_csv_bert", *TINY[:3], "dataset.reader.text_column=review",
+        "dataset.reader.label_column=sentiment", f"dataset.reader.path={good},{broken}", "seed=1,2",
         f"paths.output_dir={outputs}",
     )  # fmt: skip
     sweep = only_sweep(outputs)

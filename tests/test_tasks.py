@@ -24,9 +24,9 @@ from recfit.tasks.registry import known_metrics, make_task, task_class, task_nam
 
 FAST = [*ONE_EPOCH, "trainer.limit_train_batches=4", "seed=0"]
 SMALL = SMALL_DATA
-MORE_ROWS = "dataset.interactions_per_user=20"  # several test rows per user: GAUC is defined
+MORE_ROWS = "dataset.reader.interactions_per_user=20"  # several test rows per user: GAUC is defined
 MF = ["backbone=none", "model=mf", *SMALL]
-TEXT_CSV = ["experiment=text_csv_bert", "backbone=tiny_bert", "dataset.text_column=review"]
+TEXT_CSV = ["experiment=text_csv_bert", "backbone=tiny_bert", "dataset.reader.text_column=review"]
 
 # One run per task, loss and path through the code (class weights, BPR, a backbone, multi-task).
 SAME_AS_BEFORE_RUNS = {
@@ -49,10 +49,10 @@ SAME_AS_BEFORE_RUNS = {
         "task=ranking",
         "loss=cross_entropy",
     ],
-    "text_classification": [*TEXT_CSV, "dataset.label_column=sentiment", "loss=cross_entropy"],
+    "text_classification": [*TEXT_CSV, "dataset.reader.label_column=sentiment", "loss=cross_entropy"],
     "text_regression": [
         *TEXT_CSV,
-        "dataset.label_column=stars",
+        "dataset.reader.label_column=stars",
         "loss=mse",
         "task.metric=rmse",
         "task.mode=min",
@@ -71,7 +71,7 @@ def golden_run(folder: Path, name: str) -> tuple[dict, list[str]]:
     """Train case `name` in this process; its metrics.json and its per_user.parquet columns."""
     overrides = list(SAME_AS_BEFORE_RUNS[name])
     if "experiment=text_csv_bert" in overrides:
-        overrides.append(f"dataset.path={write_reviews_csv(folder / 'reviews.csv', rows=80)}")
+        overrides.append(f"dataset.reader.path={write_reviews_csv(folder / 'reviews.csv', rows=80)}")
     record = train(folder, *FAST, *overrides)
     columns = list(pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet").columns)
     return record, columns

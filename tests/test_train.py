@@ -12,7 +12,11 @@ from helpers.files import write_reviews_csv
 from recfit.cli import main
 
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=4"]
-SMALL_DATA = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+SMALL_DATA = [
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
+]
 
 
 def train(tmp_path: Path, *overrides: str) -> dict:
@@ -85,9 +89,9 @@ def test_text_classification_from_csv(tmp_path, loss):
     overrides = [
         "experiment=text_csv_bert",
         "backbone=tiny_bert",
-        f"dataset.path={csv_file}",
-        "dataset.text_column=review",
-        f"dataset.label_column={'sentiment' if loss == 'cross_entropy' else 'stars'}",
+        f"dataset.reader.path={csv_file}",
+        "dataset.reader.text_column=review",
+        f"dataset.reader.label_column={'sentiment' if loss == 'cross_entropy' else 'stars'}",
         f"loss={loss}",
         f"task.metric={'accuracy' if loss == 'cross_entropy' else 'rmse'}",
         f"task.mode={'max' if loss == 'cross_entropy' else 'min'}",

@@ -24,7 +24,11 @@ from recfit.config import compose, validate
 from recfit.errors import ConfigError, DataError
 
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=4"]
-DATA = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+DATA = [
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
+]
 # a rating two-tower with item IDs: every part (backbone, item tower, user tower, head) has weights
 PARENT = ["backbone=tiny_bert", "model=two_tower", "task=rating", "loss=mse", "model.item_id_embedding=true"]
 LORA = ["backbone.adapter=lora", "backbone.freeze=none", "backbone.lora.rank=4", "optimizer.backbone_lr=0.01"]
@@ -100,7 +104,7 @@ def child_of_another_catalogue(parent, tmp_path_factory) -> dict:
     """A full run from the parent on a bigger catalogue: the item-ID weights cannot carry over."""
     output = tmp_path_factory.mktemp("child")
     before = tree_digest(parent)
-    record = train(output, *PARENT, *DATA, "dataset.num_items=80", f"init_from.path={parent}")
+    record = train(output, *PARENT, *DATA, "dataset.reader.num_items=80", f"init_from.path={parent}")
     assert tree_digest(parent) == before  # the parent run is only read
     return record
 

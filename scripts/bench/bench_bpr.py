@@ -3,7 +3,7 @@
 Each repeat runs, one after the other (alternating which goes first), or with --parallel both at
 once (so that on a shared machine both see the same load), as fresh processes:
 
-  recfit    python -m recfit train experiment=ml100k_bpr dataset.path=DIR seed=S dataset.split_seed=S
+  recfit    python -m recfit train experiment=ml100k_bpr dataset.reader.path=DIR seed=S dataset.split_seed=S
   recbole   ../shared/peers/recbole/run.sh bpr S     (RecBole's quick start in its own venv)
 
 and times each from launch to exit (imports, data loading, training with early stopping, final
@@ -51,7 +51,7 @@ def recfit_command(args: argparse.Namespace, output: Path) -> list[str]:
         "recfit",
         "train",
         "experiment=ml100k_bpr",
-        f"dataset.path={args.ml100k}",
+        f"dataset.reader.path={args.ml100k}",
         f"seed={args.seed}",
         f"dataset.split_seed={args.seed}",
         "trainer.enable_progress_bar=false",

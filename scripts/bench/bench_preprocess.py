@@ -84,7 +84,7 @@ def run_recfit(file: Path) -> dict:
 
     after_imports = memory_kib("VmRSS")
     start = time.perf_counter()
-    overrides = ["backbone=none", "dataset=recbole", f"dataset.path={file.parent}", "split=ratio",
+    overrides = ["backbone=none", "dataset=recbole", f"dataset.reader.path={file.parent}", "split=ratio",
                  "task=ranking", "model=mf", "loss=bpr", "optimizer=adam", "scheduler=constant"]  # fmt: skip
     cfg = compose(overrides)
     validate(cfg)

@@ -35,7 +35,7 @@ def jobs(args: argparse.Namespace) -> dict[str, list[str]]:
         "quickstart": [],
         "ml100k_frozen": [
             "experiment=ml100k_ranking",
-            f"dataset.path={args.ml100k}",
+            f"dataset.reader.path={args.ml100k}",
             f"trainer.max_epochs={args.ml100k_epochs}",
         ],
     }

@@ -41,7 +41,7 @@ def sweep(args: argparse.Namespace, root: Path, name: str, cache: bool) -> dict:
         "train",
         "-m",
         f"experiment={args.experiment}",
-        f"dataset.path={args.ml100k}",
+        f"dataset.reader.path={args.ml100k}",
         f"optimizer.head_lr={args.lrs}",
         f"backbone.cache_vectors={str(cache).lower()}",
         f"trainer.max_epochs={args.epochs}",

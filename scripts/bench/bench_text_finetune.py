@@ -8,7 +8,7 @@ all-MiniLM-L6-v2, max length 64, batch 32, one epoch, on the same rows, alternat
   hf_trainer  transformers.Trainer + AutoModelForSequenceClassification, a Dataset that tokenizes
               each row in __getitem__ with padding="max_length" (the usual tutorial recipe);
               trained on the rows recfit trains on (its 80 % training split, same count)
-  recfit      `recfit train experiment=text_csv_bert dataset.path=CSV trainer.max_epochs=1` in a
+  recfit      `recfit train experiment=text_csv_bert dataset.reader.path=CSV trainer.max_epochs=1` in a
               subprocess (token cache, dynamic padding, length-bucketed batches)
 
 Both rates count training batches only (data loading, forward, backward, optimizer step), not the
@@ -109,7 +109,7 @@ def run_recfit(csv_path: Path, folder: Path, attempt: int) -> dict:
         "recfit",
         "train",
         "experiment=text_csv_bert",
-        f"dataset.path={csv_path}",
+        f"dataset.reader.path={csv_path}",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         f"paths.output_dir={outputs}",

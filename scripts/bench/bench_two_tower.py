@@ -97,7 +97,7 @@ def recfit_rate(folder: str, batch_size: int, steps: int, out: Path) -> dict[str
         "train",
         "experiment=quickstart",
         "dataset=movielens_100k",
-        f"dataset.path={folder}",
+        f"dataset.reader.path={folder}",
         f"dataset.batch_size={batch_size}",
         f"backbone.freeze={FROZEN_LAYERS}",
         f"backbone.max_length={MAX_LENGTH}",

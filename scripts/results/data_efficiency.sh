@@ -15,7 +15,7 @@ grid="split.train_fraction=0.1,0.25,0.5,1.0 seed=1,2,3"
 PARENT=$OUT/parents/games_two_tower
 if ! grep -q '"status": "completed"' "$PARENT/metrics.json" 2>/dev/null; then
   rm -rf "$PARENT"
-  $RECFIT train experiment=games_cold_transfer dataset.path="$GAMES" seed=1 quiet=true $common \
+  $RECFIT train experiment=games_cold_transfer dataset.reader.path="$GAMES" seed=1 quiet=true $common \
     hydra.run.dir="$PARENT"
 fi
 
@@ -23,7 +23,7 @@ for split in cold_item ratio; do
   name=ml100k_data_efficiency_$split
   run() {  # $1: the starting point's name; the rest: its overrides
     local arm=$1; shift
-    $RECFIT train -m experiment=ml100k_data_efficiency split=$split dataset.path="$ML100K" $grid $common \
+    $RECFIT train -m experiment=ml100k_data_efficiency split=$split dataset.reader.path="$ML100K" $grid $common \
       experiment_name="${name}_$arm" "$@"
   }
   run mf model=mf backbone=none                  # (d) no content at all

@@ -19,7 +19,7 @@ commands:
 
 examples:
   recfit train                                   # the quickstart: MiniLM two-tower on synthetic data
-  recfit train experiment=ml100k_rating dataset.path=path/to/ml-100k
+  recfit train experiment=ml100k_rating dataset.reader.path=path/to/ml-100k
   recfit train backbone=tiny_bert trainer.max_epochs=1
   recfit compare outputs/sweeps/quickstart --group-by backbone --baseline backbone=minilm
 """

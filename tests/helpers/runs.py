@@ -10,7 +10,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # Small synthetic data and one short epoch: the common base of in-process training tests.
-SMALL_DATA = ["dataset.num_users=40", "dataset.num_items=60", "dataset.interactions_per_user=8"]
+SMALL_DATA = [
+    "dataset.reader.num_users=40",
+    "dataset.reader.num_items=60",
+    "dataset.reader.interactions_per_user=8",
+]
 ONE_EPOCH = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
 
 

@@ -3,7 +3,7 @@
 Hydra would merge both options into the one `dataset` node, where their schemas clash. So before Hydra
 sees them, `dataset=[a,b]` becomes `dataset=multi_domain` plus one package override per domain,
 `+dataset@dataset.domains.a=a`: each domain's config lands, with its own schema, under
-`dataset.domains.<name>`, where `dataset.domains.a.path=...` overrides it. `dataset.mix={a: 0.5, ...}`
+`dataset.domains.<name>`, where `dataset.domains.a.reader.path=...` overrides it. `dataset.mix={a: 0.5, ...}`
 becomes `++dataset.mix=...`, since the shares are keyed by domain names the schema cannot know.
 Hydra's overrides.yaml then records this expanded form, so `recfit rerun` composes the same run
 (expanding is idempotent).
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from recfit.config.moved_keys import move_reader_keys
 from recfit.config.schema import MultiDomainDatasetConfig
 from recfit.errors import ConfigError
 from recfit.tasks.registry import make_task, task_class, task_names
@@ -39,10 +40,11 @@ def expand_domains(overrides: list[str] | tuple[str, ...]) -> list[str]:
     `dataset.mix={a: 0.5, b: 0.5}` becomes `++dataset.mix=...`: Hydra refuses to set keys a typed dict
     does not hold yet. Other overrides pass through unchanged. Raises ConfigError (one line) for one
     name in brackets, a name given twice, `multi_domain` as a domain, or a name that is not a plain
-    option name.
+    option name. Reader arguments given in the layout before `dataset.reader` existed are moved there
+    first (recfit.config.moved_keys), so every entry point that expands domains reads them alike.
     """
     expanded: list[str] = []
-    for override in overrides:
+    for override in move_reader_keys(overrides):
         if override.startswith(_MIX):  # its keys are the domains, which the schema cannot list ahead
             expanded.append(f"++{override}")
             continue
@@ -77,13 +79,13 @@ def check_domains(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset={MULTI_DOMAIN} needs two or more domains: use dataset=[a,b]")
     for name in names:
         domain = dataset.domains[name]
-        if not isinstance(domain, DictConfig) or "_target_" not in domain:
+        if not isinstance(domain, DictConfig) or "reader" not in domain:
             raise ConfigError(f"dataset.domains.{name} is not a data set config: use dataset=[a,b]")
         if OmegaConf.get_type(domain) is MultiDomainDatasetConfig:
             raise ConfigError(f"dataset.domains.{name} is itself {MULTI_DOMAIN}: domains cannot be nested")
-        path = domain.get("path")
+        path = domain.reader.get("path")
         if path is not None and not Path(path).expanduser().exists():
-            raise ConfigError(f"dataset.domains.{name}.path does not exist: {path}")
+            raise ConfigError(f"dataset.domains.{name}.reader.path does not exist: {path}")
     for name, share in dataset.mix.items():
         if name not in names:
             raise ConfigError(

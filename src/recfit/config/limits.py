@@ -17,7 +17,7 @@ from recfit.errors import ConfigError
 
 # NumPy's legacy seeding (and Lightning's seed_everything) takes unsigned 32-bit seeds
 SEED_RANGE = (0, 2**32 - 1)
-SEED_KEYS = ("seed", "dataset.split_seed", "dataset.seed")
+SEED_KEYS = ("seed", "dataset.split_seed", "dataset.reader.seed")
 # the largest count any tensor, sampler or loop counter here can hold
 LARGEST_INT = 2**63 - 1
 # Lightning's registered strategies (lightning.pytorch.strategies.StrategyRegistry) and `auto`

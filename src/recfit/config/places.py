@@ -40,10 +40,10 @@ def check_places(cfg: DictConfig) -> None:
                 if key in logger:
                     check_name(logger[key], f"logger.{logger_name}.{key}")
     check_writable(cfg.paths.output_dir, "paths.output_dir")
-    check_data_path(cfg.dataset.get("path"), "dataset.path")
+    check_data_path(cfg.dataset.reader.get("path"), "dataset.reader.path")
     for name, domain in (cfg.dataset.get("domains") or {}).items():
-        if isinstance(domain, DictConfig):
-            check_data_path(domain.get("path"), f"dataset.domains.{name}.path")
+        if isinstance(domain, DictConfig) and isinstance(domain.get("reader"), DictConfig):
+            check_data_path(domain.reader.get("path"), f"dataset.domains.{name}.reader.path")
 
 
 def check_data_path(value: object, key: str) -> None:

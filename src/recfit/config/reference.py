@@ -129,6 +129,14 @@ def _schema_table(rows: list[tuple[str, ...]]) -> list[str]:
     return lines
 
 
+def _own_keys(dataset_schema: type) -> list[tuple[str, ...]]:
+    """The rows of a data set's schema that the common DatasetConfig lacks: its reader's arguments
+    (`reader.*`, typed by the data set's own reader class) and any key of its own."""
+    common = {f.name for f in dataclasses.fields(schema.DatasetConfig)} - {"reader"}
+    comments = field_comments()
+    return [row for row in schema_rows(dataset_schema, comments) if row[0].split(".", 1)[0] not in common]
+
+
 # ---- the option files ----------------------------------------------------------------------------
 @dataclasses.dataclass
 class OptionFile:
@@ -265,10 +273,9 @@ def render_reference() -> str:
             for option in options:
                 lines += _option_section(group, option)
                 cls = schemas.get(option.schema or "")
-                own = [] if cls is None else schema.reader_arguments(cls)
-                rows = [r for r in schema_rows(cls, comments) if r[0] in own] if cls else []
-                if rows:
-                    lines += [f"Reader arguments (class `{cls.__name__}`):", "", *_schema_table(rows), ""]
+                own = _own_keys(cls) if cls else []
+                if own:
+                    lines += [f"Own keys (class `{cls.__name__}`):", "", *_schema_table(own), ""]
             continue
         for cls in dict.fromkeys(schemas.values()):
             lines += [f"Keys (class `{cls.__name__}`):", "", *_schema_table(schema_rows(cls, comments)), ""]

@@ -20,6 +20,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+from recfit.config.moved_keys import move_reader_keys
 from recfit.config.targets import TARGET_KEY, allowed_targets
 from recfit.config.yaml_guard import check_yaml_file
 from recfit.errors import ConfigError
@@ -77,7 +78,7 @@ def checked_overrides(overrides: Any, file: Path) -> list[str]:
             if not (isinstance(name, str) and name in allowed_targets()):
                 raise ConfigError(f"refusing to rerun: {file} points {where} at untrusted code '{name}'")
         kept.append(override)
-    return kept
+    return move_reader_keys(kept)  # a run from before `dataset.reader` says `dataset.path=...`
 
 
 def _targets(override: str, file: Path) -> list[tuple[str, Any]]:

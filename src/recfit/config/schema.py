@@ -10,7 +10,7 @@ This module imports no torch, transformers or Lightning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -151,14 +151,19 @@ class FilterConfig:
 
 
 @dataclass
-class DatasetConfig:
-    """Keys every data set has. A data set's own schema adds its reader's arguments."""
+class ReaderConfig:
+    """A data set's reader: `_target_` names a function returning recfit.data.tables.RecData, the other
+    keys are its arguments, so `hydra.utils.instantiate` calls it as it stands."""
 
-    _target_: str = MISSING  # the reader: a function returning recfit.data.tables.RecData
+    _target_: str = MISSING  # the reader function
+
+
+@dataclass
+class DatasetConfig:
+    """Keys every data set has: its reader, then how its interactions are filtered, split and batched."""
+
+    reader: ReaderConfig = MISSING  # the reader and its arguments (each data set's own schema)
     filter: FilterConfig = field(default_factory=FilterConfig)
-    on_bad_rows: BadRowsPolicy = (
-        BadRowsPolicy.error
-    )  # error: refuse a file with bad rows; skip: drop and count
     split_seed: int = 0  # seeds the split only, so a seed sweep keeps the same split
     batch_size: int = 64  # training interactions per step
     eval_batch_size: int = 256  # users (ranking) or rows per evaluation step
@@ -169,7 +174,7 @@ class DatasetConfig:
 
 
 @dataclass
-class SyntheticDatasetConfig(DatasetConfig):
+class SyntheticReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.synthetic.make_synthetic"
     num_users: int = 150  # users, each preferring one or two topics
     num_items: int = 200  # items, each about one topic
@@ -180,35 +185,65 @@ class SyntheticDatasetConfig(DatasetConfig):
 
 
 @dataclass
-class MovieLensDatasetConfig(DatasetConfig):
+class SyntheticDatasetConfig(DatasetConfig):
+    reader: SyntheticReaderConfig = field(default_factory=SyntheticReaderConfig)
+
+
+@dataclass
+class MovieLensReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.movielens.read_movielens_100k"
     path: str | None = None  # folder with u.data, u.item, u.user; null = download into download_dir
     download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+    on_bad_rows: BadRowsPolicy = (
+        BadRowsPolicy.error
+    )  # error: refuse a file with bad rows; skip: drop and count
+
+
+@dataclass
+class MovieLensDatasetConfig(DatasetConfig):
+    reader: MovieLensReaderConfig = field(default_factory=MovieLensReaderConfig)
+
+
+@dataclass
+class MovieLens1MReaderConfig(ReaderConfig):
+    _target_: str = "recfit.data.sources.movielens.read_movielens_1m"
+    path: str | None = None  # folder with ratings.dat, movies.dat, users.dat; null = download
+    download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+    on_bad_rows: BadRowsPolicy = BadRowsPolicy.error  # error: refuse a file with bad rows; skip: drop, count
 
 
 @dataclass
 class MovieLens1MDatasetConfig(DatasetConfig):
-    _target_: str = "recfit.data.sources.movielens.read_movielens_1m"
-    path: str | None = None  # folder with ratings.dat, movies.dat, users.dat; null = download
-    download_dir: str = "${paths.data_dir}"  # where the official zip is fetched and checked
+    reader: MovieLens1MReaderConfig = field(default_factory=MovieLens1MReaderConfig)
 
 
 @dataclass
-class RecBoleDatasetConfig(DatasetConfig):
+class RecBoleReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.recbole.read_recbole_atomic"
     path: str = MISSING  # folder holding <name>.inter (and .item, .user)
     name: str | None = None  # file stem; null = the folder's name
     text_fields: list[str] | None = None  # item fields joined into the item text; null = title
+    on_bad_rows: BadRowsPolicy = BadRowsPolicy.error  # error: refuse a file with bad rows; skip: drop, count
 
 
 @dataclass
-class AmazonGamesDatasetConfig(DatasetConfig):
+class RecBoleDatasetConfig(DatasetConfig):
+    reader: RecBoleReaderConfig = field(default_factory=RecBoleReaderConfig)
+
+
+@dataclass
+class AmazonGamesReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.recbole.read_amazon_games"
     path: str = MISSING  # folder holding Games-6k.item, Games-6k.valid.inter, Games-6k.test.inter
 
 
 @dataclass
-class TextCsvDatasetConfig(DatasetConfig):
+class AmazonGamesDatasetConfig(DatasetConfig):
+    reader: AmazonGamesReaderConfig = field(default_factory=AmazonGamesReaderConfig)
+
+
+@dataclass
+class TextCsvReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.text_csv.read_text_csv"
     path: str = MISSING  # the CSV file
     text_column: str = "text"  # column holding the text
@@ -216,7 +251,12 @@ class TextCsvDatasetConfig(DatasetConfig):
 
 
 @dataclass
-class ImageFolderDatasetConfig(DatasetConfig):
+class TextCsvDatasetConfig(DatasetConfig):
+    reader: TextCsvReaderConfig = field(default_factory=TextCsvReaderConfig)
+
+
+@dataclass
+class ImageFolderReaderConfig(ReaderConfig):
     _target_: str = "recfit.data.sources.image_folder.read_image_folder"
     path: str = MISSING  # folder holding the items and interactions CSV files (and the images)
     items_file: str = "items.csv"  # one row per item: its id, its image path, optionally a text column
@@ -225,21 +265,29 @@ class ImageFolderDatasetConfig(DatasetConfig):
     image_column: str = "image"  # items_file column holding the image path, relative to path
     text_column: str | None = None  # items_file column holding item text (text backbones); null = none
     image_size: int = 224  # images are resized to this square once, when read
+    on_bad_rows: BadRowsPolicy = BadRowsPolicy.error  # error: refuse a bad image or row; skip: drop and count
+
+
+@dataclass
+class ImageFolderDatasetConfig(DatasetConfig):
+    reader: ImageFolderReaderConfig = field(default_factory=ImageFolderReaderConfig)
+
+
+@dataclass
+class MultiDomainReaderConfig(ReaderConfig):
+    """Reads every domain with its own reader and filter (`domains` is the data set's own key)."""
+
+    _target_: str = "recfit.data.sources.multi_domain.read_domains"
+    domains: Any = "${..domains}"  # the data set's domains: name -> that data set's full config
 
 
 @dataclass
 class MultiDomainDatasetConfig(DatasetConfig):
     """Several data sets trained at once (`dataset=[a,b]`); the common keys apply to the mixed batches."""
 
-    _target_: str = "recfit.data.sources.multi_domain.read_domains"
+    reader: MultiDomainReaderConfig = field(default_factory=MultiDomainReaderConfig)
     domains: dict[str, Any] = field(default_factory=dict)  # domain name -> that data set's full config
     mix: dict[str, float] = field(default_factory=dict)  # batch share per domain; {} = by size
-
-
-def reader_arguments(dataset_schema: type) -> list[str]:
-    """The keys of a data set's config that its reader takes (those the base schema lacks)."""
-    common = {f.name for f in fields(DatasetConfig)}
-    return [f.name for f in fields(dataset_schema) if f.name not in common]
 
 
 @dataclass

@@ -191,9 +191,9 @@ def _check_numbers(cfg: DictConfig) -> None:
 
 
 def _check_paths(cfg: DictConfig) -> None:
-    data_path = cfg.dataset.get("path")
+    data_path = cfg.dataset.reader.get("path")
     if data_path is not None and not Path(data_path).expanduser().exists():
-        raise ConfigError(f"dataset.path does not exist: {data_path}")
+        raise ConfigError(f"dataset.reader.path does not exist: {data_path}")
     for key in ("name_or_path", "tokenizer"):
         value = cfg.backbone.get(key)
         if value and _looks_like_local_path(value) and not Path(value).expanduser().exists():

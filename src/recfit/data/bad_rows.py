@@ -1,6 +1,6 @@
 """What to do with interactions that cannot be used: refuse the file (one clear line) or skip and count.
 
-`dataset.on_bad_rows=error` (the default) stops at the first kind of bad row with a message naming the
+`dataset.reader.on_bad_rows=error` (the default) stops at the first kind of bad row with a message naming the
 file, the problem and how many rows have it; `skip` drops them, logs the count and records it in the
 run's metrics.json and run_info.json.
 """
@@ -23,8 +23,9 @@ class BadRows:
     """Collects, per reason, the rows dropped from one data set."""
 
     def __init__(self, policy: str, source: str) -> None:
+        policy = getattr(policy, "value", policy)  # the config's BadRowsPolicy, or its plain string
         if policy not in (ERROR, SKIP):
-            raise DataError(f"dataset.on_bad_rows must be {ERROR} or {SKIP} (got '{policy}')")
+            raise DataError(f"dataset.reader.on_bad_rows must be {ERROR} or {SKIP} (got '{policy}')")
         self.policy, self.source, self.skipped = policy, source, {}
 
     def drop(self, frame: pd.DataFrame, bad: pd.Series, reason: str) -> pd.DataFrame:
@@ -34,7 +35,7 @@ class BadRows:
             return frame
         if self.policy == ERROR:
             raise DataError(
-                f"{self.source}: {count:,} rows {reason} (set dataset.on_bad_rows=skip to drop them)"
+                f"{self.source}: {count:,} rows {reason} (set dataset.reader.on_bad_rows=skip to drop them)"
             )
         log.warning("%s: skipped %d rows %s", self.source, count, reason)
         self.skipped[reason] = self.skipped.get(reason, 0) + count

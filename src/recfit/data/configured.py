@@ -3,30 +3,28 @@ batches are drawn. Torch-free readers, filters and splits stay unaware of Hydra 
 
 from __future__ import annotations
 
-import inspect
 from functools import partial
 
-from hydra.utils import get_method
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recfit.config.schema import SplitMethod, reader_arguments
+from recfit.config.schema import SplitMethod
 from recfit.data.datamodule import DataSource, Loading
 from recfit.data.split import make_splits
 from recfit.data.tables import RecData
 
 
-def read_dataset(cfg: DictConfig) -> RecData:
-    """Call the data set's reader with the keys its schema declares."""
-    return reader(cfg)()
+def reader(dataset: DictConfig) -> partial[RecData]:
+    """The data set's reader (`dataset.reader`) with its arguments bound: calling it reads the data.
+
+    Nested keys reach the reader as they are (a multi-domain reader instantiates its domains' readers).
+    """
+    return instantiate(dataset.reader, _partial_=True, _recursive_=False)
 
 
-def reader(cfg: DictConfig) -> partial[RecData]:
-    """The data set's reader with its arguments bound: calling it reads the data."""
-    read = get_method(cfg._target_)
-    arguments = {key: cfg[key] for key in reader_arguments(OmegaConf.get_type(cfg))}
-    if "on_bad_rows" in inspect.signature(read).parameters:
-        arguments["on_bad_rows"] = cfg.on_bad_rows.value
-    return partial(read, **arguments)
+def read_dataset(dataset: DictConfig) -> RecData:
+    """Read the data set a `dataset` config describes (unfiltered)."""
+    return reader(dataset)()
 
 
 def data_source(cfg: DictConfig) -> DataSource:

@@ -49,7 +49,7 @@ def download_zip(url: str, target_dir: Path, md5: str) -> Path:
             os.replace(partial, archive)
         except OSError as error:
             raise DataError(
-                f"could not download {url} ({error}); pass a local folder with dataset.path"
+                f"could not download {url} ({error}); pass a local folder with dataset.reader.path"
             ) from None
         finally:
             if os.path.exists(partial):

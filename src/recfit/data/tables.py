@@ -39,7 +39,9 @@ class RecData:
     label_names: list[str] | None = None
     user_features: pd.DataFrame | None = None  # one row per user code: categorical or numeric columns
     item_features: pd.DataFrame | None = None  # one row per item code: categorical or numeric columns
-    skipped_rows: dict[str, int] = field(default_factory=dict)  # dataset.on_bad_rows=skip: reason -> rows
+    skipped_rows: dict[str, int] = field(
+        default_factory=dict
+    )  # dataset.reader.on_bad_rows=skip: reason -> rows
     user_ids: np.ndarray | None = None  # raw id per user code
     item_ids: np.ndarray | None = None  # raw id per item code
     item_titles: list[str] | None = None  # display name per item code (None: item_text)

@@ -75,7 +75,10 @@ def best_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
     if last.is_file():
         log.info("%s has no %s (checkpoint.keep=last): loading the final weights", run_dir, path.name)
         return last
-    raise RecfitError(f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing)")
+    raise RecfitError(
+        f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing); "
+        "a run trained with checkpoint.keep=none keeps none"
+    )
 
 
 def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictConfig, list[str]]:
@@ -109,7 +112,7 @@ def _key(override: str) -> str:
 def without_replaced_groups(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less the keys of any group the new overrides switch to another option.
 
-    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.num_users=40`
+    `dataset=movielens_100k` replaces the synthetic data set, so the run's `dataset.reader.num_users=40`
     no longer applies (the new option has no such key).
     """
     switched = {_key(o) for o in overrides if "." not in _key(o)}

@@ -185,8 +185,10 @@ def predict_command(arguments: list[str]) -> int:
     _run_dir_argument(parser)
     parser.add_argument("--input", required=True, type=Path, help="CSV: the run's text column, or user,item")
     parser.add_argument("--output", type=Path, help="write the rows with their predictions here (CSV)")
-    parser.add_argument("--text-column", help="text column (default: the run's dataset.text_column)")
-    parser.add_argument("--label-column", help="label column (default: the run's dataset.label_column)")
+    parser.add_argument("--text-column", help="text column (default: the run's dataset.reader.text_column)")
+    parser.add_argument(
+        "--label-column", help="label column (default: the run's dataset.reader.label_column)"
+    )
     try:
         options = parser.parse_args(arguments)
         from recfit.inference.predict import predict

@@ -1,6 +1,6 @@
 """`recfit predict RUN_DIR --input new.csv`: a trained model's prediction for every row of a new file.
 
-- text_classification: the input has the run's text column (`dataset.text_column`); each row gets
+- text_classification: the input has the run's text column (`dataset.reader.text_column`); each row gets
   `prediction` (the class name) and one `prob_<class>` column per class (softmax of the logits), or a
   number for `loss=mse` runs.
 - rating / ctr: the input has `user` and `item` columns holding the data set's raw ids; each row gets
@@ -301,7 +301,10 @@ def predict_frame(
     if task.shape == TaskShape.row_label:
         dataset = loaded.cfg.dataset
         return _predict_texts(
-            loaded, frame, text_column or dataset.text_column, label_column or dataset.label_column
+            loaded,
+            frame,
+            text_column or dataset.reader.text_column,
+            label_column or dataset.reader.label_column,
         )
     if task.shape == TaskShape.pair_score:
         return _predict_pairs(loaded, frame, task)

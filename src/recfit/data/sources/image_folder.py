@@ -50,7 +50,7 @@ def read_image_folder(
         row, reason = next(iter(unusable.items()))
         others = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise DataError(
-            f"{items_path} line {row + 2}: {reason}{others}; set dataset.on_bad_rows=skip to drop them"
+            f"{items_path} line {row + 2}: {reason}{others}; set dataset.reader.on_bad_rows=skip to drop them"
         )
     items = bad_items.drop(items, items.index.isin(list(unusable)), "whose image is missing or unreadable")
     images = [image for row, image in enumerate(images) if row not in unusable]

@@ -23,12 +23,12 @@ from recfit.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def read_domains(domains: Mapping[str, Any], mix: Mapping[str, float] | None = None) -> RecData:
+def read_domains(domains: Mapping[str, Any]) -> RecData:
     """Read every domain (its own reader and filter), then join them into one RecData.
 
-    `mix` is the training sampler's business (recfit.data.domain_mix); it is accepted here because it
-    belongs to the same config. What some domain lacks (a `rating` column, item text or images,
-    features) is left out for all: a task or backbone that needs it then refuses the data set.
+    `domains`: domain name -> that data set's config (`reader`, `filter`, ...). What some domain lacks
+    (a `rating` column, item text or images, features) is left out for all: a task or backbone that
+    needs it then refuses the data set.
     """
     if len(domains) < 2:
         raise DataError(f"multi-domain data needs two or more domains, got {len(domains)}")
