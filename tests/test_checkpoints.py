@@ -116,7 +116,7 @@ def test_keep_decides_what_a_completed_run_keeps(keep, kept, tmp_path, capsys):
         assert run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}").returncode == 0
     if keep == "none":
         result = run_cli(capsys, "eval", str(run_dir), f"paths.output_dir={tmp_path}")
-        assert result.returncode != 0 and "has no best checkpoint" in result.stderr
+        assert result.returncode != 0 and "trained with checkpoint.keep=none keeps none" in result.stderr
 
 
 def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp_path):

@@ -1,7 +1,9 @@
-"""A run killed with SIGKILL in the middle of an epoch and resumed ends exactly like the run left alone."""
+"""A run stopped in any phase (SIGKILL, SIGTERM, a real Ctrl-C) and resumed ends exactly like the run
+left alone; one process at a time owns a run folder."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
 import subprocess
@@ -14,7 +16,8 @@ import pytest
 import torch
 
 from helpers.cli import assert_one_line_error, recfit
-from helpers.files import REPO
+from helpers.files import REPO, tree_digest
+from recfit.run_folder import LOCK_FILE
 
 # dropout in the tiny BERT and the projection, BPR's sampled negatives, shuffling: every kind of
 # randomness a resumed run has to replay
@@ -63,11 +66,23 @@ def stop_mid_epoch(outputs: Path, stop: signal.Signals) -> tuple[subprocess.Pope
         written = found[0].stat().st_mtime_ns if found else 0
         step = global_step(found[0]) if found else -1
         if step >= STEPS_PER_EPOCH + 20:
+            assert locked(found[0].parent.parent), "a running run holds its folder's lock"
             process.send_signal(stop)
             break
         time.sleep(0.05)
     process.wait(timeout=300)
     return process, step, written
+
+
+def locked(run: Path) -> bool:
+    """Whether some process holds the run folder's lock (as `recfit train` does for the whole run)."""
+    with open(run / LOCK_FILE) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def assert_same_end(alone: tuple[dict, dict[str, torch.Tensor]], outputs: Path) -> None:
@@ -120,6 +135,111 @@ def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactl
     resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_end(alone, outputs)
+
+
+@pytest.mark.slow
+def test_a_real_sigint_stops_after_a_step_and_resumes_exactly(tmp_path, alone):
+    """Ctrl-C (SIGINT, sent for real) stops like SIGTERM: after the current step, with last.ckpt."""
+    outputs = tmp_path / "ctrl-c"
+    process, _, periodic_written = stop_mid_epoch(outputs, signal.SIGINT)
+    assert process.returncode == 128 + signal.SIGINT
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns > periodic_written
+    assert not locked(run)
+
+    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_end(alone, outputs)
+
+
+# Stopping in the other phases: the run sends itself SIGTERM at a fixed point of one phase
+SHORT = [*RUN[:2], "trainer.max_epochs=2", *RUN[3:], "dataset.eval_batch_size=16"]  # several eval batches
+STOP_AT = """
+import os, signal, sys
+from recfit.cli import main
+from recfit.training import run
+from recfit.training.module import RecModule
+
+phase = sys.argv[1]
+stop = lambda: os.kill(os.getpid(), signal.SIGTERM)
+if phase == "validation":  # the validation at the end of the first epoch
+    def hook(self, batch, index, dataloader_index=0):
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and index == 1:
+            stop()
+    RecModule.on_validation_batch_start = hook
+elif phase == "test":
+    RecModule.on_test_batch_start = lambda self, batch, index, dataloader_index=0: index == 1 and stop()
+elif phase == "results":  # as the final metrics.json is written
+    write = run._write_outcome
+    run._write_outcome = lambda *arguments: (stop(), write(*arguments))
+elif phase == "start":  # reading the data, before Lightning runs
+    build = run.build
+    run.build = lambda cfg: (stop(), build(cfg))[1]
+main(["train", *sys.argv[2:]])
+"""
+
+
+@pytest.fixture(scope="module")
+def short_alone(tmp_path_factory) -> tuple[dict, dict[str, torch.Tensor]]:
+    outputs = tmp_path_factory.mktemp("short_alone")
+    result = recfit("train", *SHORT, f"paths.output_dir={outputs}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return final(outputs)
+
+
+def stop_at(phase: str, outputs: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", STOP_AT, phase, *SHORT, f"paths.output_dir={outputs}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["validation", "test"])
+def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, short_alone, phase):
+    outputs = tmp_path / phase
+    stopped = stop_at(phase, outputs)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    if phase == "test":  # one process at a time: a second one on the same folder is refused, untouched
+        before = tree_digest(run)
+        with open(run / LOCK_FILE) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            second = recfit("train", *SHORT, f"paths.output_dir={outputs}", "resume=auto")
+        assert_one_line_error(second, "is in use by another recfit process")
+        assert second.returncode == 2
+        assert tree_digest(run) == before
+
+    resumed = recfit("train", *SHORT, f"paths.output_dir={outputs}", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_end(short_alone, outputs)
+    assert not list(run.glob(".metrics.*"))  # the earlier curves were joined into metrics.csv
+    curves = pd.read_csv(run / "metrics.csv")
+    assert curves["train/loss_step"].notna().any() and curves["test/ndcg@10"].notna().any()
+
+
+@pytest.mark.slow
+def test_sigterm_while_writing_results_leaves_a_whole_record(tmp_path, short_alone):
+    outputs = tmp_path / "results"
+    stopped = stop_at("results", outputs)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    record, _ = final(outputs)  # written whole before the signal was answered: nothing left to resume
+    assert record["status"] == "completed" and record["metrics"] == short_alone[0]["metrics"]
+    assert_same_end(short_alone, outputs)
+    assert not [p for p in outputs.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_sigterm_before_training_marks_the_run_interrupted_not_running(tmp_path):
+    """A timeout's SIGTERM while the data loads used to end the process with its record `running`."""
+    outputs = tmp_path / "start"
+    stopped = stop_at("start", outputs)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["finished_at"]
 
 
 @pytest.mark.slow

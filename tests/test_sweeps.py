@@ -41,8 +41,11 @@ def test_failed_jobs_are_recorded_and_resumed(tmp_path):
         "dataset.reader.label_column=sentiment", f"dataset.reader.path={good},{broken}", "seed=1,2",
         f"paths.output_dir={outputs}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
     sweep = only_sweep(outputs)
+    # the sweep went on past its failed jobs, then says so: exit 1 and one line naming the summary
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("recfit: error: 2 of 4 jobs failed; summary: "), result.stderr[-2000:]
+    assert last.endswith(f"{sweep.name}/sweep_summary.csv") and result.returncode == 1
     table = summary(sweep)
     assert table["job"].tolist() == [0, 1, 2, 3]
     assert table["status"].tolist() == ["completed", "completed", "failed", "failed"]
@@ -107,10 +110,13 @@ def test_optuna_search_records_failed_trials_and_goes_on(tmp_path):
         "train", "-m", "hparams_search=optuna", "hydra.sweeper.sampler.seed=2", "hydra.sweeper.n_trials=3",
         "loss.temperature=choice(-1.0,0.05)", *TINY, f"paths.output_dir={tmp_path}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
     sweep = only_sweep(tmp_path)
     table = summary(sweep)
     assert len(table) == 3
+    failed = (table["status"] == "failed").sum()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"recfit: error: {failed} of 3 jobs failed; summary: "), result.stderr[-2000:]
+    assert result.returncode == 1
     assert set(table["status"]) == {"completed", "failed"}
     assert (
         table.loc[table["status"] == "failed", "error"]

@@ -31,7 +31,12 @@ from recfit.config import (
     validate,
 )
 from recfit.config.domains import expand_domains
-from recfit.config.launch import SAFE_IN_SWEEPS, check_sweep_strategy, started_externally
+from recfit.config.launch import (
+    check_sweep_strategy,
+    is_first_process,
+    reexecutes_command_line,
+    started_externally,
+)
 from recfit.config.multitask import monitor_key
 from recfit.config.record import run_identity
 from recfit.config.schema import register_schemas
@@ -77,7 +82,7 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     cfg = compose(arguments, with_hydra=True)
     validate(job_config(cfg))
     strategy = str(cfg.trainer.strategy)
-    reexecutes = not started_externally() and not strategy.startswith(SAFE_IN_SWEEPS)
+    reexecutes = not started_externally() and reexecutes_command_line(cfg)
     if reexecutes and in_process:
         raise ConfigError(
             f"recfit.train runs in this process: trainer.strategy={strategy} would re-run your script in "
@@ -86,7 +91,7 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     run_dir = _pin_run_dir(cfg)
     if reexecutes:
         _reexecute_as_entry(arguments)
-    with _restored_logging(in_process):
+    with _restored_logging(in_process), _owning(run_dir):
         try:
             _run_job(cfg)
         except SystemExit as stop:
@@ -97,6 +102,19 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
             error = read_record_if_any(run_dir).get("error")
             raise RecfitError(error or f"training failed (exit {stop.code})") from None
     return run_dir
+
+
+@contextmanager
+def _owning(run_dir: Path) -> Iterator[None]:
+    """The first process holds the run folder's lock for the whole run (a second one, say a second
+    `resume=auto`, is refused in one line); DDP ranks 1..N-1 run in the folder rank 0 holds."""
+    if not is_first_process():
+        yield
+        return
+    from recfit.run_folder import owned
+
+    with owned(run_dir):
+        yield
 
 
 def job_config(cfg: DictConfig) -> DictConfig:
@@ -143,12 +161,22 @@ def _hydra_command_line(arguments: list[str]) -> None:
             print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
         else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
             check_search_sweep(overrides)
+    from recfit.training.sweep_summary import ENDED
+
+    ended = len(ENDED)
     saved = sys.argv
     sys.argv = [COMMAND, *arguments]
     try:
         train_app()
     finally:
         sys.argv = saved
+    for outcome in ENDED[ended:]:  # each failed job was recorded and the sweep went on; now say so
+        if outcome.failed:
+            print(
+                f"recfit: error: {outcome.failed} of {outcome.total} jobs failed; summary: {outcome.summary}",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
 
 
 def _run_job(cfg: DictConfig) -> None:

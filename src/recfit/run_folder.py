@@ -18,6 +18,7 @@ recfit.errors only (pandas, for Parquet, when a table is written), never torch.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -33,6 +34,8 @@ from recfit.errors import RecfitError
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "metrics.csv"
+# a resumed run's earlier curves, until they are joined to the new ones (recfit.training.curves)
+EARLIER_CURVES_FILE = ".metrics.before-resume.csv"
 PER_USER_FILE = "per_user.parquet"
 RUN_INFO_FILE = "run_info.json"
 CONFIG_TREE_FILE = "config_tree.txt"
@@ -42,6 +45,7 @@ OVERRIDES_FILE = Path(HYDRA_DIR) / "overrides.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT = "best.ckpt"  # the best validation score by task.metric: what eval and init_from load
 LAST_CHECKPOINT = "last.ckpt"  # the latest step, mid-epoch too: what resume continues from
+LOCK_FILE = ".lock"  # held (flock) by the one process that runs the run; holds its pid
 # Files of a run folder are readable by everyone who can read the folder, whatever wrote them:
 # a temporary file from mkstemp starts private (0600), so each one is set to this before its rename.
 FILE_MODE = 0o644
@@ -82,6 +86,40 @@ def best_checkpoint(run_dir: Path) -> Path:
 def last_checkpoint(run_dir: Path) -> Path:
     """`<run_dir>/checkpoints/last.ckpt`."""
     return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+# ---------------------------------------------------------------------------------------------- owning
+
+
+@contextlib.contextmanager
+def owned(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock for the block: one process at a time may run (or resume) a run.
+
+    RunFolderError (one line) when another process holds it. The kernel releases the lock of a
+    process that dies, however it dies, so a killed run never stays locked.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        with contextlib.suppress(OSError):  # the folder's other files are 0644 whatever the umask
+            os.chmod(handle.fileno(), FILE_MODE)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise RunFolderError(
+                f"{run_dir} is in use by another recfit process{by}; wait for it to end, or stop it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------- writing

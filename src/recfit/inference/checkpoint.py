@@ -75,7 +75,10 @@ def best_checkpoint(run_dir: Path, record: dict[str, Any]) -> Path:
     if last.is_file():
         log.info("%s has no %s (checkpoint.keep=last): loading the final weights", run_dir, path.name)
         return last
-    raise RecfitError(f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing)")
+    raise RecfitError(
+        f"run {run_dir} has no best checkpoint ({path.relative_to(run_dir)} missing); "
+        "a run trained with checkpoint.keep=none keeps none"
+    )
 
 
 def run_config(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, DictConfig, list[str]]:

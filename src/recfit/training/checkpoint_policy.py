@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from recfit.config.schema import CheckpointKeep
 from recfit.run_folder import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 from recfit.training.frozen_reference import FrozenWeights
+from recfit.training.last_checkpoint import StepCheckpoint
 from recfit.training.rng_state import InterruptCheckpoint
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def checkpoint_callbacks(
     )
     # last.ckpt, also in mid-epoch, for exact resume (with the loader's position and the RNG states)
     every = cfg.checkpoint_every_n_steps
-    last = ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every or None)
+    last = StepCheckpoint(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every or None)
     last.CHECKPOINT_NAME_LAST = Path(LAST_CHECKPOINT).stem  # the run-folder format's name, not Lightning's
     callbacks: list[pl.Callback] = [best, last, InterruptCheckpoint(str(folder / LAST_CHECKPOINT))]
     if LAST_CHECKPOINT in KEPT_FILES[CheckpointKeep(cfg.checkpoint.keep)]:

@@ -14,6 +14,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from recfit.training.last_checkpoint import validation_follows
+
 
 def collect_rng_states() -> dict[str, Any]:
     numpy_state = np.random.get_state(legacy=False)
@@ -74,5 +76,7 @@ class InterruptCheckpoint(pl.Callback):
     ) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.training:
+        # not on a step a validation follows: resumed from there, Lightning would skip that validation
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        if stopped and trainer.training and not validation_follows(trainer):
             trainer.save_checkpoint(self.path)

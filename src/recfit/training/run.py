@@ -49,11 +49,12 @@ from recfit.run_folder import (
     write_json_atomic,
 )
 from recfit.tasks.registry import make_task, tasks_of_run
-from recfit.training import checkpoint_policy, console, run_info
+from recfit.training import checkpoint_policy, console, curves, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
 from recfit.training.init_from import take_parent_weights
+from recfit.training.interrupts import Interrupted, StopSignals
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
 from recfit.training.module import RecModule
@@ -235,15 +236,6 @@ def _set_aside_curves(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _join_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
-    """metrics.csv = the rows logged before the stop (up to the resumed step) + those logged after."""
-    path = run_dir / CURVES_FILE
-    later = pd.read_csv(path) if path.is_file() else earlier.iloc[:0]
-    first_new_step = later["step"].min() if len(later) else float("inf")
-    joined = pd.concat([earlier[earlier["step"] < first_new_step], later], ignore_index=True)
-    replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
-
-
 def _append_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
     """metrics.csv = the curves of training + the rows of the evaluation that replaced them."""
     path = run_dir / CURVES_FILE
@@ -252,7 +244,9 @@ def _append_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
     replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float | None]:
+def _fit_and_test(
+    cfg: DictConfig, run_dir: Path, record: dict[str, Any], stops: StopSignals
+) -> dict[str, float | None]:
     quiet = console.is_quiet(cfg)
     console.route_console()
     console.show_config(cfg, run_dir, quiet)
@@ -275,12 +269,14 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     checkpoint_policy.attach_frozen_policy(module, cfg)
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
     throughput = TrainThroughput()
-    callbacks: list[pl.Callback] = [*checkpoint_callbacks, RNGStateCallback(), per_user, throughput]
+    callbacks: list[pl.Callback] = [*checkpoint_callbacks, RNGStateCallback(), per_user, throughput, stops]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=cfg.task.mode.value, patience=cfg.early_stopping_patience)
         )
     display_callbacks, display = console.trainer_display(cfg, quiet)
+    if cfg.ckpt_path and trainer_is_first():
+        curves.set_aside(run_dir)  # before the logger starts: it must write a metrics.csv of its own
     loggers = build_loggers(cfg, run_dir)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -293,18 +289,16 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
     if record["parameters"]["trainable"]:
         if cfg.ckpt_path:
             _check_checkpoint(cfg.ckpt_path, module)  # also checks the frozen weights it refers to
-        earlier_curves = _set_aside_curves(run_dir) if cfg.ckpt_path else None
         if cfg.ckpt_path:
             log.info("resuming from %s", cfg.ckpt_path)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-        if earlier_curves is not None and trainer.is_global_zero:
-            _join_curves(run_dir, earlier_curves)
+        stops.raise_if_received()
         record["train_throughput"] = TrainThroughput.summary(trainer)
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
     # ddp_spawn: each validate/test starts new workers whose logger copy rewrites metrics.csv afresh
     spawned = getattr(trainer.strategy, "_start_method", None) == "spawn"
-    curves = _set_aside_curves(run_dir) if spawned and trainer.is_global_zero else None
+    evaluated_curves = _set_aside_curves(run_dir) if spawned and trainer.is_global_zero else None
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}
@@ -312,17 +306,24 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dic
         module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
     ):
         metrics.update(result)
+    stops.raise_if_received()
     if cfg.test:
         for result in trainer.test(
             module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
         ):
             metrics.update(result)
+        stops.raise_if_received()
     if module.multitask is not None:  # the best checkpoint's weights (learned, for uncertainty weighting)
         record["task_weights"] = module.multitask.final_weights()
     close_loggers(loggers)
-    if curves is not None:
-        _append_curves(run_dir, curves)
+    if evaluated_curves is not None:
+        _append_curves(run_dir, evaluated_curves)
     return clean_metrics(metrics)
+
+
+def trainer_is_first() -> bool:
+    """Rank 0, the process that writes the run folder (ranks 1..N-1 train alongside, writing nothing)."""
+    return rank_zero_only.rank == 0
 
 
 def train(cfg: DictConfig, run_dir: Path) -> RunResult:
@@ -332,27 +333,34 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     info = run_info.collect(cfg)
     path = run_dir / METRICS_FILE
     # DDP ranks 1..N-1 started as whole commands (ddp, torchrun, SLURM) train alongside but write nothing
-    owner = rank_zero_only.rank == 0
-    if owner:
-        write_json_atomic(path, record)
+    owner = trainer_is_first()
+    stops = StopSignals()  # SIGTERM / Ctrl-C in any phase: recorded as interrupted, resumable exactly
+    stops.install()
     try:
-        record["metrics"] = _fit_and_test(cfg, run_dir, record)
+        if owner:
+            write_json_atomic(path, record)
+        record["metrics"] = _fit_and_test(cfg, run_dir, record, stops)
         record["status"] = Status.completed
     except (KeyboardInterrupt, SystemExit) as stop:  # Lightning stops gracefully on Ctrl-C and SIGTERM
         record["status"] = Status.interrupted
-        if isinstance(stop, SystemExit) and not stop.code:  # SIGTERM: exit as the signal itself would
-            raise SystemExit(128 + signal.SIGTERM) from None
+        if isinstance(stop, SystemExit) and not stop.code:  # Lightning's stop: exit as the signal would
+            raise Interrupted(stops.received or signal.SIGTERM) from None
         raise
     except Exception as error:
         record.update(status=Status.failed, error=describe(error))
         raise
     finally:
-        record["finished_at"] = now_iso()
-        record["duration_s"] = round(time.time() - started, 3)
-        if owner:
-            _write_outcome(run_dir, record, info)
-            if record["status"] == Status.completed:  # only now: until then last.ckpt can resume the run
-                checkpoint_policy.retain_checkpoints(run_dir, cfg.checkpoint.keep)
+        try:
+            with stops.held():  # the records are written whole; a signal now waits until they are
+                record["finished_at"] = now_iso()
+                record["duration_s"] = round(time.time() - started, 3)
+                if owner:
+                    curves.join(run_dir)
+                    _write_outcome(run_dir, record, info)
+                    if record["status"] == Status.completed:  # only now: until then last.ckpt can resume
+                        checkpoint_policy.retain_checkpoints(run_dir, cfg.checkpoint.keep)
+        finally:
+            stops.uninstall()
     return RunResult(record["status"], record["metrics"], run_dir, record)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,20 @@ def _row(folder: Path) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """How a sweep ended: its summary file, and how many of its jobs did not complete."""
+
+    summary: Path
+    failed: int
+    total: int
+
+
+# The sweeps that ended in this process, in order (the multirun's own callback sees the sweep folder;
+# `recfit train -m` reads this to exit non-zero when a job failed).
+ENDED: list[SweepOutcome] = []
+
+
 def write_summary(sweep_dir: Path) -> Path:
     """Scan the job folders and (re)write sweep_summary.csv; a lock keeps concurrent jobs in order."""
     path = sweep_dir / SUMMARY_FILE
@@ -74,4 +89,8 @@ class SweepSummaryCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
-            log.info("sweep summary: %s", write_summary(sweep_dir))
+            path = write_summary(sweep_dir)
+            log.info("sweep summary: %s", path)
+            statuses = [_row(folder)["status"] for folder in job_folders(sweep_dir)]
+            failed = sum(status != Status.completed for status in statuses)
+            ENDED.append(SweepOutcome(path.absolute(), failed, len(statuses)))
