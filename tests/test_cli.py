@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from helpers.cli import assert_one_line_error, recfit
 from helpers.files import REPO, tree_digest, write_reviews_csv
+from helpers.imports import modules_loaded_by
 
 TINY = ["backbone=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
 
@@ -144,13 +144,8 @@ def test_only_the_run_folder_module_spells_the_run_folder_format():
 
 
 def test_the_run_folder_module_is_torch_free_and_below_everything():
-    program = (
-        "import sys, recfit.run_folder; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch', 'lightning', 'transformers', 'hydra', 'omegaconf', 'pandas') or m.startswith('recfit.')))"
-    )
-    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "['recfit.errors', 'recfit.run_folder']"
+    packages = ("torch", "lightning", "transformers", "hydra", "omegaconf", "pandas", "recfit.")
+    assert modules_loaded_by("import recfit.run_folder", packages) == ["recfit.errors", "recfit.run_folder"]
 
 
 def test_only_the_launcher_sets_sys_argv():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.imports import modules_loaded_by
 from recfit.config import compose, conf_dir, validate
 from recfit.errors import ConfigError
 from recfit.tasks.registry import make_task
@@ -150,18 +150,7 @@ def test_every_task_has_its_default_metric_and_loss():
 
 def test_config_is_light():
     """Composing and validating must not import torch, transformers or Lightning."""
-    check([])
-    for heavy in ("torch", "transformers", "lightning"):
-        if heavy in sys.modules:  # another test imported it: check in a fresh interpreter instead
-            import subprocess
-
-            code = (
-                "import sys; from recfit.config import compose, validate; validate(compose([]));"
-                "print([m for m in ('torch','transformers','lightning') if m in sys.modules])"
-            )
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            assert out.stdout.strip() == "[]"
-            return
+    assert modules_loaded_by("from recfit.config import compose, validate; validate(compose([]))") == []
 
 
 KEY_LINE = re.compile(r"^\s*[A-Za-z_][\w.@-]*:\s*(?!$)")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 import recfit
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import tree_digest
+from helpers.imports import modules_loaded_by
 from recfit.api import TrainResult
 from recfit.errors import RecfitError
 
@@ -124,12 +123,7 @@ def test_train_help_lists_the_top_level_keys_and_points_to_the_reference(capsys)
 
 
 def test_import_recfit_and_its_api_import_no_torch():
-    code = (
-        "import sys, recfit, recfit.api, recfit.cli; recfit.train; recfit.load_run;"
-        "print([m for m in ('torch', 'lightning', 'transformers') if m in sys.modules])"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+    assert modules_loaded_by("import recfit, recfit.api, recfit.cli; recfit.train; recfit.load_run") == []
 
 
 # ---- recfit eval ----------------------------------------------------------------------------------
