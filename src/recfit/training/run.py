@@ -35,7 +35,6 @@ from recfit.models.frozen_prefix import attach_prefix_cache, frozen_prefix_layer
 from recfit.models.popularity import Popularity
 from recfit.models.tokenizers import load_preprocessor
 from recfit.run_folder import (
-    CURVES_FILE,
     METRICS_FILE,
     PER_USER_FILE,
     RUN_INFO_FILE,
@@ -45,7 +44,6 @@ from recfit.run_folder import (
     describe,
     new_record,
     now_iso,
-    replace_atomic,
     write_json_atomic,
 )
 from recfit.tasks.registry import make_task, tasks_of_run
@@ -230,20 +228,6 @@ def _check_checkpoint(path: str, module: RecModule) -> None:
             )
 
 
-def _set_aside_curves(run_dir: Path) -> pd.DataFrame | None:
-    """A resumed run's logger starts metrics.csv afresh: keep the curves logged before the stop."""
-    path = run_dir / CURVES_FILE
-    return pd.read_csv(path) if path.is_file() else None
-
-
-def _append_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
-    """metrics.csv = the curves of training + the rows of the evaluation that replaced them."""
-    path = run_dir / CURVES_FILE
-    later = pd.read_csv(path) if path.is_file() else earlier.iloc[:0]
-    joined = pd.concat([earlier, later], ignore_index=True)
-    replace_atomic(path, lambda temporary: joined.to_csv(temporary, index=False))
-
-
 def _fit_and_test(
     cfg: DictConfig, run_dir: Path, record: dict[str, Any], stops: StopSignals
 ) -> dict[str, float | None]:
@@ -296,9 +280,10 @@ def _fit_and_test(
         record["train_throughput"] = TrainThroughput.summary(trainer)
     else:
         log.info("nothing to train (e.g. the popularity baseline): evaluating directly")
-    # ddp_spawn: each validate/test starts new workers whose logger copy rewrites metrics.csv afresh
-    spawned = getattr(trainer.strategy, "_start_method", None) == "spawn"
-    evaluated_curves = _set_aside_curves(run_dir) if spawned and trainer.is_global_zero else None
+    # ddp_spawn: each validate/test starts new workers whose logger copy rewrites metrics.csv afresh; the
+    # training curves wait beside it, as a resumed run's do, and are joined back when the run ends
+    if getattr(trainer.strategy, "_start_method", None) == "spawn" and trainer.is_global_zero:
+        curves.set_aside(run_dir)
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}
@@ -316,8 +301,6 @@ def _fit_and_test(
     if module.multitask is not None:  # the best checkpoint's weights (learned, for uncertainty weighting)
         record["task_weights"] = module.multitask.final_weights()
     close_loggers(loggers)
-    if evaluated_curves is not None:
-        _append_curves(run_dir, evaluated_curves)
     return clean_metrics(metrics)
 
 
