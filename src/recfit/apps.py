@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
+import hydra.core.utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -45,6 +46,20 @@ from recfit.errors import ConfigError, RecfitError
 log = logging.getLogger("recfit")
 
 register_schemas()
+
+
+def _save_config_atomically(cfg: DictConfig, filename: str, output_dir: Path) -> None:
+    """Hydra's writer of `.hydra/*.yaml`, made atomic: a resumed run rewrites them, and one that fails
+    to (a full disk) must leave the run's own config and overrides whole, since resuming reads them."""
+    from recfit.run_folder import write_text_atomic, writing
+
+    with writing(output_dir):
+        output_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output_dir / filename, OmegaConf.to_yaml(cfg))
+
+
+# every job, single runs and sweeps, writes .hydra/ through hydra.core.utils.run_job (hydra-core < 1.4)
+hydra.core.utils._save_config = _save_config_atomically
 
 COMMAND = "recfit train"  # sys.argv[0] while Hydra's command line parses the rest
 CONFIG_NAME = "train"
