@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import REPO, tree_digest
 from helpers.runs import SMALL_DATA
 from recfit.run_folder import LOCK_FILE
@@ -140,7 +140,8 @@ def test_a_full_disk_at_the_start_of_a_resume_leaves_the_run_as_it_was(full_disk
     assert_one_line_error(result, "no space left on device while writing")
     assert str(run / ".hydra") in result.stderr  # Hydra rewrites .hydra/ first
     (disk / "filler").unlink()
-    assert tree_digest(run, ignore=(LOCK_FILE,)) == before  # .hydra/ and last.ckpt whole: the run can still be resumed
+    # .hydra/ and last.ckpt whole: the run can still be resumed
+    assert tree_digest(run, ignore=(LOCK_FILE,)) == before
     no_partial_files(run)
 
 
@@ -158,7 +159,9 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(full_dis
     no_partial_files(run)
 
 
-def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(full_disk, capsys, monkeypatch):
+def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(
+    full_disk, capsys, monkeypatch
+):
     from recfit.training.per_user import PerUserWriter
 
     disk, stopped = full_disk
@@ -179,4 +182,3 @@ def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(
     finally:
         (disk / "filler").unlink(missing_ok=True)
         shutil.rmtree(run)
-

@@ -28,7 +28,9 @@ from recfit.run_folder import replace_atomic, write_bytes_atomic, writing
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints serialized in memory, then written beside their final name and renamed over it."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         """Write `checkpoint` to `path`; an existing file there survives a write that fails."""
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
