@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import REPO, tree_digest
-from helpers.runs import SMALL_DATA
+from helpers.runs import SMALL_DATA, train
 from recfit.run_folder import LOCK_FILE
 
 # MF on 40 users: 8 training steps an epoch, a checkpoint every 2
@@ -182,3 +182,61 @@ def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(
     finally:
         (disk / "filler").unlink(missing_ok=True)
         shutil.rmtree(run)
+
+
+# ---------------------------------------------------------------------------------------------- a race
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> dict:
+    """metrics.json of the run never stopped: what every resumed run must end with."""
+    return train(tmp_path_factory.mktemp("alone"), *RUN)
+
+
+def resume_command(outputs: Path) -> list[str]:
+    return [sys.executable, "-m", "recfit", "train", *RUN, f"paths.output_dir={outputs}", "resume=auto"]
+
+
+@pytest.mark.slow
+def test_two_resumes_started_at_once_one_runs_the_other_is_refused(tmp_path, alone):
+    outputs = tmp_path / "raced"
+    run = stopped_run(outputs)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": REPO}
+    both = [
+        subprocess.Popen(resume_command(outputs), **pipes),
+        subprocess.Popen(resume_command(outputs), **pipes),
+    ]
+    results = []
+    for process in both:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    assert sorted(r.returncode for r in results) == [0, 2], [r.stderr[-2000:] for r in results]
+    (refused,) = [r for r in results if r.returncode == 2]
+    # refused while the other one runs, or (if it came late) because the other one has completed the run
+    assert_one_line_error(refused, "")
+    assert "is in use by another recfit process" in refused.stderr or "has completed" in refused.stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["metrics"] == alone["metrics"]
+
+
+@pytest.mark.slow
+def test_a_resume_that_gets_the_lock_after_another_completed_the_run_is_refused(
+    tmp_path, alone, capsys, monkeypatch
+):
+    """The later of two resumes found the run unfinished, then waited: the other one completed it."""
+    import recfit.run_folder
+
+    outputs = tmp_path / "late"
+    run = stopped_run(outputs)
+    finished: list[subprocess.CompletedProcess] = []
+
+    def the_other_resume_runs_first(*_):
+        finished.append(subprocess.run(resume_command(outputs), capture_output=True, text=True, cwd=REPO))
+
+    wrap(monkeypatch, recfit.run_folder, "owned", the_other_resume_runs_first)
+    late = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert finished[0].returncode == 0, finished[0].stderr[-2000:]
+    assert_one_line_error(late, "has completed; a finished run is never resumed")
+    assert late.returncode == 2
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["metrics"] == alone["metrics"]

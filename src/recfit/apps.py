@@ -106,7 +106,7 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     run_dir = _pin_run_dir(cfg)
     if reexecutes:
         _reexecute_as_entry(arguments)
-    with _restored_logging(in_process), _owning(run_dir):
+    with _restored_logging(in_process), _owning(run_dir, resuming=bool(cfg.ckpt_path)):
         try:
             _run_job(cfg)
         except SystemExit as stop:
@@ -120,15 +120,22 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
 
 
 @contextmanager
-def _owning(run_dir: Path) -> Iterator[None]:
+def _owning(run_dir: Path, resuming: bool) -> Iterator[None]:
     """The first process holds the run folder's lock for the whole run (a second one, say a second
-    `resume=auto`, is refused in one line); DDP ranks 1..N-1 run in the folder rank 0 holds."""
+    `resume=auto`, is refused in one line); DDP ranks 1..N-1 run in the folder rank 0 holds.
+
+    A resume checked that its run was unfinished before it took this lock; another resume started at
+    the same time may have completed the run since, so the check is made again under the lock."""
     if not is_first_process():
         yield
         return
     from recfit.run_folder import owned
 
     with owned(run_dir):
+        if resuming:
+            from recfit.config.resume import refuse_if_completed
+
+            refuse_if_completed(run_dir)
         yield
 
 
