@@ -13,6 +13,7 @@ recfit.errors only (pandas, for Parquet, when a table is written), never torch.
       run_info.json     seed, git state, package versions, devices, command line
       config_tree.txt   the composed config as a tree
       checkpoints/      best.ckpt (by task.metric) and last.ckpt (for resume)
+      .lock .space-reserve   held while the run runs: the owner's lock, space for its final records
 """
 
 from __future__ import annotations
