@@ -84,17 +84,6 @@ class DiskFullError(RunFolderError):
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """Whether `error` (or the error it was raised from) says the file system is full."""
-    while error is not None:
-        if isinstance(error, DiskFullError) or (
-            isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS
-        ):
-            return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    return False
-
-
 @contextlib.contextmanager
 def writing(path: Path | str) -> Iterator[None]:
     """A full disk inside the block becomes one DiskFullError line that names `path`."""
