@@ -240,3 +240,76 @@ def test_a_resume_that_gets_the_lock_after_another_completed_the_run_is_refused(
     assert late.returncode == 2
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "completed" and record["metrics"] == alone["metrics"]
+
+
+# ---------------------------------------------------------------------------------------------- DDP resume
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_loader_dealt_out_to_two_processes_resumes_its_own_remaining_batches(rank):
+    """Lightning's DDP deals the epoch's rows out with a DistributedSamplerWrapper around the sampler."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from recfit.data.resumable import EpochSampler, ResumableLoader
+
+    def loader() -> ResumableLoader:
+        dealt = DistributedSamplerWrapper(EpochSampler(43, seed=2), num_replicas=2, rank=rank, shuffle=False)
+        return ResumableLoader(list(range(43)), batch_size=4, sampler=dealt, collate_fn=list)
+
+    alone = loader()
+    alone.sampler.set_epoch(1)
+    uninterrupted = list(alone)  # 22 of the 43 rows (one padded): 6 batches
+    stopped = loader()
+    stopped.sampler.set_epoch(1)
+    served = iter(stopped)
+    first = [next(served), next(served)]
+    resumed = loader()
+    resumed.load_state_dict(stopped.state_dict())
+    assert first + list(resumed) == uninterrupted
+
+
+# Two CPU processes: 256 training rows, 128 a process, 8 steps an epoch; a checkpoint every 3 steps
+DDP_RUN = [*RUN, "trainer=ddp_cpu", "dataset.batch_size=16", "checkpoint_every_n_steps=3"]
+# The first attempt crashes in both processes after step 10: its last.ckpt is step 9, one batch into
+# the second epoch. A script file, so that the spawned processes (which import it again) crash too.
+CRASH_AFTER_STEP = """
+import sys
+from recfit.training.module import RecModule
+
+def crash(module, outputs, batch, index):
+    if module.global_step == 10:
+        raise RuntimeError("the test stops this run here")
+
+RecModule.on_train_batch_end = crash
+if __name__ == "__main__":
+    from recfit.cli import main
+    main(["train", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.slow
+def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path):
+    import torch
+
+    alone = train(tmp_path / "alone", *DDP_RUN)
+    outputs = tmp_path / "crashed"
+    script = tmp_path / "crash_after_step.py"
+    script.write_text(CRASH_AFTER_STEP)
+    crashed = subprocess.run(
+        [sys.executable, str(script), *DDP_RUN, f"paths.output_dir={outputs}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert crashed.returncode == 1, crashed.stderr[-2000:]
+    (run,) = list(outputs.glob("runs/*/*"))
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 9  # mid-epoch: 1 of 8 batches served
+
+    from recfit.cli import main
+
+    main(["train", *DDP_RUN, f"paths.output_dir={outputs}", f"ckpt_path={last}"])
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["status"] == "completed", resumed["error"]
+    assert resumed["metrics"] == alone["metrics"]
+    weights = [
+        torch.load(Path(r["best_checkpoint"]), weights_only=True)["state_dict"] for r in (alone, resumed)
+    ]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
