@@ -225,12 +225,17 @@ def _run_job(cfg: DictConfig) -> None:
 
 @contextmanager
 def _restored_logging(restore: bool) -> Iterator[None]:
-    """Hydra points the root logger at <run>/train.log: later work in this process is not that run's."""
+    """Hydra points the root logger at <run>/train.log: later work in this process is not that run's.
+
+    While the run runs, a log line that cannot be written (train.log on a full disk) is dropped
+    instead of printing a traceback of its own: the run's one error line says what went wrong."""
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    saved_raise, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         yield
     finally:
+        logging.raiseExceptions = saved_raise
         if restore:
             for handler in root.handlers[:]:
                 if handler not in saved_handlers:
