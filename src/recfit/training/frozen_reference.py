@@ -9,7 +9,8 @@ mismatch (the model files changed since the run) is one line, never silently oth
 
 Frozen tensors that cannot be loaded again from a model id stay inside the checkpoint: random
 initialisations (`pretrained: false`) and weights taken from a parent run (`init_from`). So does
-everything with `checkpoint.save_frozen: true`.
+everything with `checkpoint.save_frozen: true`. A run started from a parent (`init_from`) also writes
+its lineage into every checkpoint, so that resuming or loading it never reads the parent's folder.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ REFERENCE_KEY = "recfit_frozen_reference"  # the checkpoint entry that replaces 
 REFERENCE_FORMAT = 1  # bump when the hash recipe changes
 BACKBONE_PREFIX = "recommender.backbone."  # where a recommender's backbone sits in RecModule's state
 CHANGED_BY_PARENT = "changed_by_parent"  # recommender attribute: names init_from overwrote (see init_from)
+LINEAGE_KEY = "recfit_init_from"  # the checkpoint entry holding an init_from child's lineage
 DIGEST_CHARS = 12  # of a SHA-256, in error lines
 
 
@@ -63,13 +65,16 @@ class FrozenWeights:
 
     backbone: dict[str, Any]  # the run's backbone config, plain: what rebuilds the frozen tensors
     save_frozen: bool = False  # checkpoint.save_frozen: keep them in every checkpoint anyway
+    lineage: dict[str, Any] | None = None  # init_from: the parent and what was taken (JSON-like)
     _digests: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, backbone: DictConfig, save_frozen: bool) -> FrozenWeights:
-        """The policy for a run whose backbone config is `backbone`."""
+    def of(
+        cls, backbone: DictConfig, save_frozen: bool, lineage: dict[str, Any] | None = None
+    ) -> FrozenWeights:
+        """The policy for a run whose backbone config is `backbone` (and parent, `lineage`)."""
         plain = OmegaConf.to_container(backbone, resolve=True, enum_to_str=True)
-        return cls(backbone=plain, save_frozen=save_frozen)
+        return cls(backbone=plain, save_frozen=save_frozen, lineage=lineage)
 
     @property
     def reloadable(self) -> bool:
@@ -85,7 +90,10 @@ class FrozenWeights:
         return self._digests[key]
 
     def strip(self, module: nn.Module, checkpoint: dict[str, Any]) -> None:
-        """Replace the frozen, reloadable backbone tensors of `checkpoint` by a reference to them."""
+        """Replace the frozen, reloadable backbone tensors of `checkpoint` by a reference to them (and
+        write the init_from lineage in it: what the run took is then all inside the checkpoint)."""
+        if self.lineage is not None:
+            checkpoint[LINEAGE_KEY] = self.lineage
         if self.save_frozen or not self.reloadable:
             return
         changed = set(getattr(module.recommender, CHANGED_BY_PARENT, ()))
