@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers.cli import run_cli
@@ -77,6 +78,15 @@ def _printed_json(stdout: str) -> dict:
     return json.loads(stdout[stdout.index("\n{") + 1 :] if not stdout.startswith("{") else stdout)
 
 
+def _embedded(capsys, run_dir: str, output: Path) -> np.ndarray:
+    """`recfit embed RUN_DIR --items --output OUTPUT`: the item vectors it wrote."""
+    import pandas as pd
+
+    result = run_cli(capsys, "embed", run_dir, "--items", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    return np.stack(pd.read_parquet(output)["vector"])
+
+
 def _test_metrics(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith("test/")}
 
@@ -86,8 +96,9 @@ def test_a_child_resumes_evaluates_and_recommends_without_its_parent(
 ):
     """The parent fine-tunes the backbone; the child freezes all of it (its item vectors come from the
     parent's weights). With the parent's folder deleted, the interrupted child resumes to exactly the
-    metrics of the child left alone, `recfit eval` gives them again without encoding the catalogue, and
-    `recfit recommend` gives the same list as before the deletion."""
+    metrics of the child left alone, `recfit eval` gives them again, `recfit recommend` the same list as
+    before the deletion, and `recfit embed` the vectors that encoding the catalogue again gives: all
+    three from the item vector cache, without running the backbone over the catalogue."""
     import recfit
 
     parent = _run(tmp_path / "parent", *tiny_pretrained_bert(pretrained, "none"))
@@ -110,4 +121,8 @@ def test_a_child_resumes_evaluates_and_recommends_without_its_parent(
     after = run_cli(capsys, *recommend[:1], resumed["run_dir"], *recommend[1:])
     assert after.returncode == 0, after.stderr
     assert _printed_json(after.stdout) == _printed_json(before.stdout)
+    cached = _embedded(capsys, resumed["run_dir"], tmp_path / "cached.parquet")
     assert not encoded  # the cached vectors of the parent's backbone, never the pretrained ones
+    shutil.rmtree(tmp_path / "data" / "cache" / "item_vectors")  # now the catalogue is encoded again
+    assert np.array_equal(_embedded(capsys, resumed["run_dir"], tmp_path / "encoded.parquet"), cached)
+    assert encoded
