@@ -126,3 +126,39 @@ def test_a_child_resumes_evaluates_and_recommends_without_its_parent(
     shutil.rmtree(tmp_path / "data" / "cache" / "item_vectors")  # now the catalogue is encoded again
     assert np.array_equal(_embedded(capsys, resumed["run_dir"], tmp_path / "encoded.parquet"), cached)
     assert encoded
+
+
+MF = ["backbone=none", "model=mf", "task=ranking", "loss=bpr", *SMALL_DATA, "trainer.max_epochs=1"]
+SUMMARY = "Trainable params"  # a line of Lightning's model summary table
+
+
+def _train_log(run_dir: str | Path) -> str:
+    return (Path(run_dir) / "train.log").read_text()
+
+
+def test_the_model_summary_goes_to_train_log_only(tmp_path, capsys):
+    """A single run with its progress bar: the summary table is in train.log, not in the terminal."""
+    record = train(tmp_path, *MF, "trainer.enable_progress_bar=true")
+    terminal = capsys.readouterr()
+    assert SUMMARY not in terminal.out + terminal.err
+    assert SUMMARY in _train_log(record["run_dir"])
+    assert "run folder:" in terminal.out  # the end of the run is still shown
+
+
+def test_sweep_resume_is_quiet_like_a_sweep(tmp_path, capsys):
+    """`recfit sweep resume` runs the missing job as a sweep's job: no config tree, progress bar or
+    metrics table in the terminal, the one summary line instead; `quiet=false` brings them back."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    # what Hydra writes for `recfit train -m seed=1 ...`: the sweep's overrides; job 0 never ran
+    task = [*MF, "seed=1", f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}"]
+    (sweep / "multirun.yaml").write_text(json.dumps({"hydra": {"overrides": {"task": task}}}))
+    quiet = run_cli(capsys, "sweep", "resume", str(sweep)).stdout
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "completed"
+    assert "CONFIG" not in quiet and "┃ metric" not in quiet and SUMMARY not in quiet
+    assert f"run folder: {sweep / '0'}" in quiet  # the summary line of a quiet run
+    assert SUMMARY in _train_log(sweep / "0")
+
+    shutil.rmtree(sweep / "0")
+    shown = run_cli(capsys, "sweep", "resume", str(sweep), "quiet=false").stdout
+    assert "CONFIG" in shown and "┃ metric" in shown
