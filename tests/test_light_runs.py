@@ -162,3 +162,28 @@ def test_sweep_resume_is_quiet_like_a_sweep(tmp_path, capsys):
     shutil.rmtree(sweep / "0")
     shown = run_cli(capsys, "sweep", "resume", str(sweep), "quiet=false").stdout
     assert "CONFIG" in shown and "┃ metric" in shown
+
+
+def test_frozen_weights_are_hashed_once_while_unchanged(monkeypatch):
+    """The item vector cache's key and the checkpoints' reference share one hash of a frozen backbone;
+    any in-place change, another tensor at the same place, or state_dict copies hash again."""
+    import hashlib
+
+    import torch
+
+    from recfit.training import frozen_reference
+    from recfit.training.frozen_reference import parameters_by_name, weights_digest
+
+    hashed: list[int] = []
+    sha256 = hashlib.sha256
+    monkeypatch.setattr(frozen_reference.hashlib, "sha256", lambda *a: hashed.append(1) or sha256(*a))
+    layer = torch.nn.Linear(4, 3).requires_grad_(False)
+    first = weights_digest(parameters_by_name(layer).items())
+    assert weights_digest(parameters_by_name(layer).items()) == first and len(hashed) == 1
+    assert weights_digest(layer.state_dict().items()) == first and len(hashed) == 2  # copies: not kept
+    with torch.no_grad():
+        layer.weight[0, 0] += 1.0
+    changed = weights_digest(parameters_by_name(layer).items())
+    assert changed != first and len(hashed) == 3
+    layer.weight = torch.nn.Parameter(layer.weight.detach().clone(), requires_grad=False)
+    assert weights_digest(parameters_by_name(layer).items()) == changed and len(hashed) == 4
