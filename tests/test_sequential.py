@@ -533,3 +533,141 @@ def test_an_id_sasrec_built_from_these_parts_learns_next_items():
         split, lambda batch: (torch.ones(len(batch["target"]), 1), counts[:, None]), max_history
     )
     assert sasrec > popularity + 0.3, (sasrec, popularity)
+
+
+# ---- wired into recfit: task=next_item and model.user_encoder in real runs ---------------------------
+from pathlib import Path  # noqa: E402
+
+from helpers.cli import assert_one_line_error, run_cli  # noqa: E402
+from helpers.files import tree_digest  # noqa: E402
+from helpers.runs import ONE_EPOCH, SMALL_DATA, train  # noqa: E402
+
+# 40 synthetic users x 8 interactions: 5 prefix examples each in training, batches of 64 (4 steps)
+NEXT_ITEM = [
+    "backbone=none", "model=mf", "task=next_item", "split=leave_one_out", "loss=cross_entropy",
+    *SMALL_DATA, *ONE_EPOCH, "model.embedding_dim=16", "model.user_encoder.max_history=5",
+    "loss.temperature=1.0", "optimizer.head_lr=0.01", "seed=3",
+]  # fmt: skip
+REPORTED_NAMES = ("recall", "ndcg", "mrr", "hit")
+REPORTED = {f"{stage}/{name}@{k}" for stage in ("val", "test") for name in REPORTED_NAMES for k in (10, 20)}
+ENCODER_RUNS = {
+    "id": [],
+    "mean": ["model.user_encoder.name=mean"],
+    "gru": ["model.user_encoder.name=gru"],
+    "transformer": ["model.user_encoder.name=transformer"],
+    "transformer_sampled": ["model.user_encoder.name=transformer", "loss.negatives=sampled",
+                            "loss.num_negatives=7"],
+    "gru_in_batch": ["model.user_encoder.name=gru", "loss.negatives=in_batch"],
+    "popularity": ["model=popularity"],  # the baseline under the same protocol: nothing to train
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def next_item_runs(tmp_path_factory) -> dict[str, dict]:
+    """One tiny next-item run per user encoder (and per kind of negatives): their metrics.json."""
+    return {
+        name: train(tmp_path_factory.mktemp(name), *NEXT_ITEM, *overrides)
+        for name, overrides in ENCODER_RUNS.items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ENCODER_RUNS))
+def test_a_next_item_run_trains_each_user_encoder_and_writes_its_metrics(next_item_runs, name):
+    record = next_item_runs[name]
+    assert record["task"] == "next_item" and set(record["metrics"]) == REPORTED
+    assert all(0 <= value <= 1 for value in record["metrics"].values())
+    for stage in ("val", "test"):  # one target per user: recall@K is hit@K
+        assert record["metrics"][f"{stage}/recall@10"] == record["metrics"][f"{stage}/hit@10"]
+    assert "history items not masked" in record["protocol"]
+    assert "RecBole LS valid_and_test, TO" in record["protocol"]
+    table = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
+    assert len(table) == table["user"].nunique() == 40  # every user once, by their test target
+    assert table["ndcg@10"].mean() == pytest.approx(record["metrics"]["test/ndcg@10"])
+    parameters = record["parameters"]["trainable"]
+    item_table = 60 * 16
+    if name == "popularity":
+        assert parameters == 0
+    elif name == "id":
+        assert parameters == item_table + 40 * 16  # item and user ID vectors
+    elif name == "mean":
+        assert parameters == item_table  # no user vectors: users are their histories
+    else:
+        assert parameters > item_table
+
+
+def test_the_same_seed_gives_the_same_next_item_metrics(next_item_runs, tmp_path):
+    again = train(tmp_path, *NEXT_ITEM, *ENCODER_RUNS["transformer_sampled"])
+    assert again["metrics"] == next_item_runs["transformer_sampled"]["metrics"]
+
+
+def test_an_id_sasrec_learns_the_synthetic_next_items_better_than_chance(tmp_path):
+    record = train(
+        tmp_path, *NEXT_ITEM, "model.user_encoder.name=transformer", "trainer.max_epochs=8",
+        "model.user_encoder.dropout=0.1", "model.user_encoder.attention_dropout=0.1",
+    )  # fmt: skip
+    chance = 10 / 60  # hit@10 of a random ranking of 60 items
+    assert record["metrics"]["test/hit@10"] > 1.5 * chance
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["backbone=none", "model=mf", "model.user_encoder.name=gru"],
+            "model.user_encoder.name=gru encodes users from their item histories, which task 'ranking' "
+            "does not have (use task=next_item",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.max_history=0"],
+            "model.user_encoder.max_history must be a positive",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.max_history=-2"],
+            "model.user_encoder.max_history must be a positive",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.name=transformer", "model.user_encoder.num_heads=3"],
+            "model.user_encoder.num_heads=3 must divide model.embedding_dim=16",
+        ),
+        ([*NEXT_ITEM, "split=ratio"], "task next_item needs split=leave_one_out"),
+        (
+            [*NEXT_ITEM, "model=popularity", "model.user_encoder.name=mean"],
+            "model 'popularity' has no user tower for model.user_encoder.name=mean",
+        ),
+        (
+            [*NEXT_ITEM, "loss.negatives=sampled", "loss.num_negatives=0"],
+            "loss.num_negatives must be at least 1",
+        ),
+        (
+            [*NEXT_ITEM, "backbone=tiny_bert", "backbone.freeze=none", "model=two_tower"],
+            "task next_item with loss.negatives=full scores every item at every step",
+        ),
+        # a DataError found once the data is read: a run folder is made, and marked failed
+        (
+            [*NEXT_ITEM, "dataset.reader.interactions_per_user=2"],
+            "leave_one_out needs at least 3 interactions per user",
+        ),
+    ],
+)
+def test_bad_next_item_settings_give_one_line_and_leave_earlier_runs_alone(
+    next_item_runs, capsys, overrides, message
+):
+    earlier = Path(next_item_runs["id"]["run_dir"])  # a finished run in the same output folder
+    before = tree_digest(earlier)
+    result = run_cli(capsys, "train", *overrides, f"paths.output_dir={earlier.parents[2]}")
+    assert_one_line_error(result, message)
+    assert tree_digest(earlier) == before
+
+
+def test_the_ml100k_sasrec_experiment_runs_recboles_model_on_every_rating(tmp_path, ml100k_dir):
+    """One short step of the experiment file on the real data: RecBole's SASRec size and protocol."""
+    record = train(
+        tmp_path, "experiment=ml100k_sasrec", f"dataset.reader.path={ml100k_dir}", *ONE_EPOCH,
+        "trainer.limit_train_batches=1", "dataset.batch_size=128",
+    )  # fmt: skip
+    assert record["data"] == "movielens_100k: 100,000 interactions, 943 users, 1,682 items"
+    assert record["protocol"].startswith("no filtering; leave_one_out per user in time order")
+    assert "full ranking over all 1,682 items, history items not masked" in record["protocol"]
+    # RecBole's SASRec: 103,296 weights besides the item table (ours has no padding row)
+    assert record["parameters"]["trainable"] == 103_296 + 1_682 * 64
+    assert set(record["metrics"]) == {f"{s}/{m}@10" for s in ("val", "test") for m in REPORTED_NAMES}

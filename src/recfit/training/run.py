@@ -13,7 +13,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import pandas as pd
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -92,9 +91,9 @@ def item_and_user_content(
     return items, users
 
 
-def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
+def _item_log_frequency(counts: np.ndarray) -> torch.Tensor:
     """log of each item's share of training interactions (unseen items count as seen once)."""
-    counts = np.bincount(train[ITEM].to_numpy(), minlength=num_items).clip(min=1)
+    counts = counts.clip(min=1)
     return torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
 
@@ -141,6 +140,7 @@ def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | Non
         negatives=primary.needs_negatives,
         candidates=cfg.task.candidates,
         cached_item_states=frozen_item_states is not None,
+        sequences=primary.sequence_plan(cfg),
     )
 
 
@@ -203,7 +203,7 @@ def build(cfg: DictConfig, checkpoint: str | Path | None = None) -> Built:
         num_classes=num_outputs,
         catalogue=datamodule,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
-        item_log_frequency=_item_log_frequency(splits.train, data.num_items),
+        item_log_frequency=_item_log_frequency(datamodule.training_item_counts()),
         # per epoch: resampling changes an epoch's length, and the learning-rate schedule with it
         train_batches=math.ceil(datamodule.train_epoch_rows() / cfg.dataset.batch_size),
         class_weights=class_weights(
