@@ -244,6 +244,7 @@ def test_a_resume_that_gets_the_lock_after_another_completed_the_run_is_refused(
 
 # ---------------------------------------------------------------------------------------------- DDP resume
 
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_loader_dealt_out_to_two_processes_resumes_its_own_remaining_batches(rank):
     """Lightning's DDP deals the epoch's rows out with a DistributedSamplerWrapper around the sampler."""
