@@ -270,14 +270,14 @@ def test_a_loader_dealt_out_to_two_processes_resumes_its_own_remaining_batches(r
 
 # Two CPU processes: 256 training rows, 128 a process, 8 steps an epoch; a checkpoint every 3 steps
 DDP_RUN = [*RUN, "trainer=ddp_cpu", "dataset.batch_size=16", "checkpoint_every_n_steps=3"]
-# The first attempt crashes in both processes after step 10: its last.ckpt is step 9, one batch into
+# The first attempt crashes in both processes after step 13: its last.ckpt is step 12, half-way into
 # the second epoch. A script file, so that the spawned processes (which import it again) crash too.
 CRASH_AFTER_STEP = """
 import sys
 from recfit.training.module import RecModule
 
 def crash(module, outputs, batch, index):
-    if module.global_step == 10:
+    if module.global_step == 13:
         raise RuntimeError("the test stops this run here")
 
 RecModule.on_train_batch_end = crash
@@ -302,7 +302,7 @@ def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path):
     assert crashed.returncode == 1, crashed.stderr[-2000:]
     (run,) = list(outputs.glob("runs/*/*"))
     last = run / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["global_step"] == 9  # mid-epoch: 1 of 8 batches served
+    assert torch.load(last, weights_only=True)["global_step"] == 12  # mid-epoch: 4 of 8 batches served
 
     from recfit.cli import main
 
