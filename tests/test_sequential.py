@@ -620,6 +620,11 @@ def test_an_id_sasrec_learns_the_synthetic_next_items_better_than_chance(tmp_pat
     assert record["metrics"]["test/hit@10"] > 1.5 * chance
 
 
+def test_recommend_for_a_user_id_of_a_history_model_is_one_line(next_item_runs, capsys):
+    result = run_cli(capsys, "recommend", next_item_runs["transformer"]["run_dir"], "--user", "1")
+    assert_one_line_error(result, "this model encodes users from their item histories")
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
