@@ -81,8 +81,8 @@ def validate(cfg: DictConfig) -> None:
     _check_paths(cfg)
     check_domains(cfg)
     _check_logger_packages(cfg)
-    if cfg.get("init_from") is not None and cfg.init_from.path is not None:
-        find_parent(cfg.init_from.path)
+    if cfg.get("init_from") is not None and cfg.init_from.path is not None and not cfg.get("ckpt_path"):
+        find_parent(cfg.init_from.path)  # a resumed child's checkpoints hold what it took: no parent needed
 
 
 def _check_user_encoder(cfg: DictConfig, task: str, task_has_histories: bool, model_can: bool) -> None:

@@ -50,7 +50,7 @@ from recfit.training import checkpoint_policy, console, curves, run_info
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
-from recfit.training.init_from import take_parent_weights
+from recfit.training.init_from import starting_weights
 from recfit.training.interrupts import Interrupted, StopSignals
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
@@ -144,8 +144,12 @@ def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | Non
     )
 
 
-def build(cfg: DictConfig) -> Built:
-    """Everything a Trainer needs, from a validated config: the parts constructed, then wired."""
+def build(cfg: DictConfig, checkpoint: str | Path | None = None) -> Built:
+    """Everything a Trainer needs, from a validated config: the parts constructed, then wired.
+
+    `checkpoint`: a checkpoint of this run that will be loaded (evaluation); its frozen weights are put
+    in place before the frozen caches are filled from them (see `init_from.starting_weights`).
+    """
     backbone = load_backbone(cfg.backbone)
     frozen_item_states = _frozen_item_states(cfg, backbone)
     datamodule = RecDataModule(
@@ -174,7 +178,7 @@ def build(cfg: DictConfig) -> Built:
         recommender.set_output_offset(primary.output_offset(targets["train"]))
     else:
         recommender.set_output_offset([t.output_offset(targets["train"][:, i]) for i, t in enumerate(tasks)])
-    lineage = take_parent_weights(cfg.init_from, recommender, primary.name) if cfg.init_from.path else None
+    lineage = starting_weights(cfg, recommender, primary.name, str(checkpoint) if checkpoint else None)
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
@@ -250,7 +254,7 @@ def _fit_and_test(
     monitor = monitor_key(cfg)
     # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
     checkpoint, checkpoint_callbacks = checkpoint_policy.checkpoint_callbacks(cfg, run_dir, monitor)
-    checkpoint_policy.attach_frozen_policy(module, cfg)
+    checkpoint_policy.attach_frozen_policy(module, cfg, built.lineage)
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
     throughput = TrainThroughput()
     callbacks: list[pl.Callback] = [*checkpoint_callbacks, RNGStateCallback(), per_user, throughput, stops]
