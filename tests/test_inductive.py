@@ -169,7 +169,6 @@ def test_a_trained_users_recommendations_are_those_of_their_whole_history(loaded
         (["--history", "3,5", "--user", "4"], "argument --user: not allowed with argument --history"),
         (["--history", "3,5", "--k", "0"], "--k must be at least 1"),
         (["--history", "3,5", "--explain"], "--explain needs a run with user-ID vectors"),
-        ([], "one of the arguments --user --history is required"),
     ],
 )
 def test_bad_histories_give_one_line_and_leave_the_run_alone(text_run, capsys, arguments, message):
@@ -245,18 +244,31 @@ def test_zero_shot_eval_scores_another_catalogues_users_from_their_histories(
     assert by_hand == pytest.approx(per_user["ndcg@10"].to_dict(), abs=1e-6)
 
 
-def test_zero_shot_eval_on_movielens_100k(text_run, outputs, capsys, ml100k_dir):
-    """A synthetic-trained text SASRec on MovieLens-100K's 943 users, from the movie titles."""
-    before = eval_folders(outputs)
+def test_the_zero_shot_experiment_evaluates_a_games_sasrec_text_run_on_movielens_100k(
+    tmp_path, capsys, ml100k_dir
+):
+    """The issue's zero-shot row as documented: a run of experiment=games_sasrec_text (here made tiny:
+    synthetic data, tiny BERT) evaluated with experiment=games_sasrec_text_zero_shot_ml100k."""
+    from recfit.inference.history import ZERO_SHOT
+
+    parent = train(
+        tmp_path, "experiment=games_sasrec_text", "dataset=synthetic", *SMALL_DATA, *ONE_EPOCH,
+        "backbone=tiny_bert", "model.embedding_dim=16", "model.user_encoder.max_history=5",
+        "dataset.batch_size=64", "dataset.eval_batch_size=64",
+    )  # fmt: skip
     code, _, err = run_cli(
-        capsys, "eval", str(text_run), "dataset=movielens_100k", f"dataset.reader.path={ml100k_dir}"
-    )
+        capsys, "eval", str(parent), "experiment=games_sasrec_text_zero_shot_ml100k",
+        "dataset=movielens_100k", f"dataset.reader.path={ml100k_dir}",
+    )  # fmt: skip
     assert code == 0, err
-    (folder,) = eval_folders(outputs) - before
+    (folder,) = eval_folders(tmp_path)
+    assert folder.parent.name == "games_sasrec_text_zero_shot_ml100k"
     record = json.loads((folder / "metrics.json").read_text())
+    assert record["transfer"] == ZERO_SHOT
     assert record["data"].startswith("movielens_100k: 100,000 interactions, 943 users, 1,682 items")
-    assert "full ranking over all 1,682 items" in record["protocol"]
+    assert "full ranking over all 1,682 items, history items not masked" in record["protocol"]
     assert len(pd.read_parquet(folder / "per_user.parquet")) == 943
+    assert set(record["metrics"]) >= {"test/ndcg@10", "test/recall@10"}
 
 
 def write_recbole_without_items(folder: Path) -> Path:
