@@ -642,11 +642,6 @@ def test_sampled_softmax_without_the_correction_scores_negatives_as_they_are():
     assert torch.allclose(sampled_softmax_loss(queries, table, targets, negatives, None), expected)
 
 
-def test_recommend_for_a_user_id_of_a_history_model_is_one_line(next_item_runs, capsys):
-    result = run_cli(capsys, "recommend", next_item_runs["transformer"]["run_dir"], "--user", "1")
-    assert_one_line_error(result, "this model encodes users from their item histories")
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
