@@ -29,9 +29,9 @@ seed) and evaluate all users with full ranking (4,096 users per evaluation batch
 RecBole reads the files as one .inter rebuilt from Games-6k.test.inter with the sequence position
 as timestamp (its own augmentation and leave-one-out split; checked row by row against the files).
 
---recbole-results FILE takes RecBole's ML-100K runs from JSON lines an earlier invocation (or the
-wrapper's --out) wrote, for the seeds and budget asked, instead of running them again (RecBole's
-SASRec takes minutes per epoch on 2 cores); the output says which side ran live.
+--recbole-results FILE takes RecBole's runs from JSON lines that ../shared/peers/recbole/run.py's or
+the wrapper's --out wrote earlier, for the data set, seeds and budget asked, instead of running them
+again (RecBole's SASRec takes minutes per epoch on 2 cores); the output says which side ran live.
 
 usage: PYTHONPATH=src .venv/bin/python scripts/bench/bench_sasrec_vs_recbole.py --ml100k DIR
        [--seeds 2020 2021 2022] [--epochs 20] [--threads 1] [--games DIR --games-batches 20]
@@ -67,6 +67,7 @@ RECBOLE_SEQUENTIAL = [
     "valid_metric=NDCG@10",
 ]
 RECBOLE_EPOCHS_DEFAULT = 300  # overall.yaml `epochs`, ended by stopping_step 10
+RECBOLE_DATASETS = {"ml100k": "ml-100k", "games": "games-6k"}  # RecBole's dataset names
 GAMES_EVAL_BATCH = 4096  # RecBole's eval_batch_size: users per full-ranking batch (sequential models)
 
 
@@ -223,18 +224,21 @@ def ml100k_rows_per_epoch(folder: Path) -> int:
     return interactions - 3 * len(users)
 
 
-def stored_recbole(path: Path | None, seed: int, epochs: int) -> dict | None:
-    """An earlier RecBole ML-100K SASRec JSON line for this seed and budget, if the file has one."""
-    if path is None:
+def stored_recbole(args: argparse.Namespace, dataset: str, seed: int) -> dict | None:
+    """An earlier RecBole SASRec JSON line for this data set, seed and budget (--recbole-results)."""
+    if args.recbole_results is None:
         return None
-    for line in path.read_text().splitlines():
+    epochs = (args.epochs or RECBOLE_EPOCHS_DEFAULT) if dataset == "ml100k" else 1
+    batches = None if dataset == "ml100k" else args.games_batches
+    for line in args.recbole_results.read_text().splitlines():
         record = json.loads(line)
         overrides = record.get("overrides", {})
         if (
             record.get("model") == "SASRec"
-            and record.get("dataset") == "ml-100k"
+            and record.get("dataset") == RECBOLE_DATASETS[dataset]
             and overrides.get("seed", 2020) == seed
-            and overrides.get("epochs", RECBOLE_EPOCHS_DEFAULT) == (epochs or RECBOLE_EPOCHS_DEFAULT)
+            and overrides.get("epochs", RECBOLE_EPOCHS_DEFAULT) == epochs
+            and record.get("max_train_batches") == batches
             and overrides.get("valid_metric") == "NDCG@10"
             and "train_neg_sample_args" in overrides
             and overrides["train_neg_sample_args"] is None
@@ -281,7 +285,7 @@ def speed_ratios(recfit: dict, recbole: dict) -> dict:
 def run_pair(dataset: str, args: argparse.Namespace, seed: int, index: int, root: Path, env: dict) -> tuple:
     """One recfit and one RecBole process (alternating order), or RecBole's stored line."""
     output = root / f"recfit_{dataset}_{seed}"
-    stored = stored_recbole(args.recbole_results, seed, args.epochs) if dataset == "ml100k" else None
+    stored = stored_recbole(args, dataset, seed)
     commands = {"recfit": recfit_command(dataset, args, seed, output)}
     if stored is None:
         commands["recbole"] = recbole_command(dataset, args, seed, root / "recbole")
@@ -351,7 +355,7 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("ml100k", "games"), default=None, help="one of the two pairs")
     parser.add_argument("--recbole-python", type=Path, default=RECBOLE_PYTHON, help="RecBole venv's python")
-    parser.add_argument("--recbole-results", type=Path, default=None, help="reuse RecBole ML-100K JSON lines")
+    parser.add_argument("--recbole-results", type=Path, default=None, help="reuse RecBole runs' JSON lines")
     parser.add_argument("--time-eval", default=None, help=argparse.SUPPRESS)  # the inner timing process
     args = parser.parse_args()
     if args.time_eval:

@@ -17,6 +17,10 @@ speed comparison needs and run.py does not record:
     which the shared copy lacks; RecBole then also skips its augmentation and reads the files' rows.)
     --check-games verifies, before training, that RecBole's validation and test rows equal the files'
     own histories and targets for every user.
+  * --test-every-epoch: after each epoch's validation, also the test metrics of the model as it is
+    then (RecBole's unwrapped Trainer.evaluate, so run.py's evaluation timings do not include it; it
+    draws no random numbers, so training is unchanged). One run of E epochs then gives the test
+    metrics of every budget 1..E (a budget's model = its best validation epoch so far).
 
 Everything else (model, --set overrides, seeds) passes through to run.py unchanged. Prints run.py's
 JSON line with the fields above added.
@@ -124,6 +128,7 @@ def main() -> None:
         "--check-games", action="store_true", help="compare RecBole's eval rows with the files"
     )
     parser.add_argument("--peer", type=Path, default=PEER, help="../shared/peers/recbole/run.py")
+    parser.add_argument("--test-every-epoch", action="store_true", help="test metrics after every epoch")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     args, passthrough = parser.parse_known_args()
     peer = load_peer(args.peer)  # sets its process clock first
@@ -142,10 +147,31 @@ def main() -> None:
 
     Trainer._train_epoch = limited_epoch  # run.py wraps this one, so its epoch seconds cover it
 
+    original_evaluate, original_valid_epoch = Trainer.evaluate, Trainer._valid_epoch
+    split_loaders: dict = {}
+    per_epoch: list[dict] = []
+
+    def valid_then_test(self, valid_data, *rest, **kwargs):
+        result = original_valid_epoch(self, valid_data, *rest, **kwargs)
+        started = time.perf_counter()
+        tested = original_evaluate(self, split_loaders["test"], load_best_model=False)
+        per_epoch.append(
+            {
+                "valid_score": float(result[0]),
+                "test": {name: float(value) for name, value in tested.items()},
+                "test_eval_s": time.perf_counter() - started,
+            }
+        )
+        return result
+
+    if args.test_every_epoch:
+        Trainer._valid_epoch = valid_then_test
+
     original_preparation = quick_start.data_preparation
 
     def recorded_preparation(config, dataset):
         split_data = original_preparation(config, dataset)
+        split_loaders["test"] = split_data[2]
         extra["train_rows"] = len(split_data[0]._dataset)
         extra["num_items_with_padding"] = int(dataset.item_num)
         extra["num_users_with_padding"] = int(dataset.user_num)
@@ -176,6 +202,8 @@ def main() -> None:
     record = json.loads(captured.getvalue().strip().splitlines()[-1])
     record.update(extra)
     record["rows_trained"] = counter["rows"]
+    if args.test_every_epoch:
+        record["per_epoch"] = per_epoch
     train_s = record["train_total_s"]
     record["train_samples_per_s"] = counter["rows"] / train_s if train_s else None
     record["wrapper_process_wall_s"] = time.perf_counter() - peer.T_PROCESS0
