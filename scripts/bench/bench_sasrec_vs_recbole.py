@@ -98,7 +98,7 @@ def recfit_command(dataset: str, args: argparse.Namespace, seed: int, output: Pa
             f"trainer.limit_train_batches={args.games_batches}",
             f"dataset.eval_batch_size={GAMES_EVAL_BATCH}",
         ]
-    return [sys.executable, "-m", "recfit", "train", *overrides, *common]
+    return [sys.executable, "-m", "recfit", "train", *overrides, *common, *args.recfit_override]
 
 
 def recbole_command(dataset: str, args: argparse.Namespace, seed: int, root: Path) -> list[str]:
@@ -352,6 +352,9 @@ def main() -> None:
         nargs="+",
         default=["experiment=ml100k_sasrec", "dataset=amazon_games", "experiment_name=games_sasrec_id"],
         help="recfit overrides that make the Games ID SASRec run (reader path and budget are added)",
+    )
+    parser.add_argument(
+        "--recfit-override", action="append", default=[], help="one more recfit override (repeatable)"
     )
     parser.add_argument("--only", choices=("ml100k", "games"), default=None, help="one of the two pairs")
     parser.add_argument("--recbole-python", type=Path, default=RECBOLE_PYTHON, help="RecBole venv's python")
