@@ -1,6 +1,7 @@
 """ID SASRec, recfit vs RecBole 1.2.1: same data, split, epoch budget, seeds and threads; whole processes.
 
-For each seed, one after the other (alternating which goes first), as fresh processes with
+For each seed, one after the other (alternating which goes first; with --parallel both at once, so
+that on a shared machine both see the same load), as fresh processes with
 OMP_NUM_THREADS = MKL_NUM_THREADS = --threads:
 
   recfit   python -m recfit train experiment=ml100k_sasrec dataset.reader.path=ML100K seed=S
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -289,8 +291,12 @@ def run_pair(dataset: str, args: argparse.Namespace, seed: int, index: int, root
     commands = {"recfit": recfit_command(dataset, args, seed, output)}
     if stored is None:
         commands["recbole"] = recbole_command(dataset, args, seed, root / "recbole")
-    order = list(commands) if index % 2 == 0 else list(reversed(commands))
-    done = {name: timed(commands[name], env) for name in order}
+    if args.parallel and len(commands) == 2:  # both at once: on a shared machine they see the same load
+        with ThreadPoolExecutor(2) as pool:
+            done = dict(zip(commands, pool.map(lambda c: timed(c, env), commands.values()), strict=True))
+    else:
+        order = list(commands) if index % 2 == 0 else list(reversed(commands))
+        done = {name: timed(commands[name], env) for name in order}
     wall, _ = done["recfit"]
     recfit = recfit_result(wall, output, recfit_eval_seconds(output_run(output), args.eval_repeats, env))
     if stored is None:
@@ -356,6 +362,7 @@ def main() -> None:
     parser.add_argument(
         "--recfit-override", action="append", default=[], help="one more recfit override (repeatable)"
     )
+    parser.add_argument("--parallel", action="store_true", help="run each recfit / RecBole pair at once")
     parser.add_argument("--only", choices=("ml100k", "games"), default=None, help="one of the two pairs")
     parser.add_argument("--recbole-python", type=Path, default=RECBOLE_PYTHON, help="RecBole venv's python")
     parser.add_argument("--recbole-results", type=Path, default=None, help="reuse RecBole runs' JSON lines")
