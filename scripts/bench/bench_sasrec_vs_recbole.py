@@ -37,6 +37,7 @@ again (RecBole's SASRec takes minutes per epoch on 2 cores); the output says whi
 usage: PYTHONPATH=src .venv/bin/python scripts/bench/bench_sasrec_vs_recbole.py --ml100k DIR
        [--seeds 2020 2021 2022] [--epochs 20] [--threads 1] [--games DIR --games-batches 20]
        [--recbole-python ~/.venvs/recbole/bin/python] [--recbole-results FILE] [--only ml100k|games]
+       [--parallel] [--eval-repeats 3] [--recfit-override KEY=VALUE]
 """
 
 from __future__ import annotations
