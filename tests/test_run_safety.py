@@ -132,6 +132,16 @@ def no_partial_files(folder: Path) -> None:
     assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_new_run_on_a_full_disk_is_refused_in_one_line_and_touches_no_other_run(full_disk, capsys):
+    disk, stopped = full_disk
+    before = tree_digest(stopped)
+    fill(disk)
+    result = run_cli(capsys, "train", *RUN, f"paths.output_dir={disk / 'outputs'}")
+    assert_one_line_error(result, "no space left on device while writing")
+    assert tree_digest(stopped) == before
+    assert list(stopped.parent.iterdir()) == [stopped]  # no empty folder left for the refused run
+
+
 def test_a_full_disk_at_the_start_of_a_resume_leaves_the_run_as_it_was(full_disk, capsys):
     disk, run = full_disk
     before = tree_digest(run, ignore=(LOCK_FILE,))  # taking the lock writes a new pid into .lock
