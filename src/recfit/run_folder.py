@@ -39,6 +39,9 @@ CURVES_FILE = "metrics.csv"
 # a resumed run's earlier curves, until they are joined to the new ones (recfit.training.curves)
 EARLIER_CURVES_FILE = ".metrics.before-resume.csv"
 PER_USER_FILE = "per_user.parquet"
+# per_user.parquet of a next_item run: the test target item's number of training interactions, so that
+# `recfit compare --cold-items N` can report warm- and cold-item metrics (the target is the `item` column)
+ITEM_TRAIN_COUNT_COLUMN = "item_train_count"
 RUN_INFO_FILE = "run_info.json"
 CONFIG_TREE_FILE = "config_tree.txt"
 HYDRA_DIR = ".hydra"
