@@ -536,10 +536,13 @@ def test_an_id_sasrec_built_from_these_parts_learns_next_items():
 
 
 # ---- wired into recfit: task=next_item and model.user_encoder in real runs ---------------------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from helpers.cli import assert_one_line_error, run_cli  # noqa: E402
-from helpers.files import tree_digest  # noqa: E402
+from helpers.files import REPO, tree_digest  # noqa: E402
 from helpers.runs import ONE_EPOCH, SMALL_DATA, train  # noqa: E402
 
 # 40 synthetic users x 8 interactions: 5 prefix examples each in training, batches of 64 (4 steps)
@@ -550,6 +553,7 @@ NEXT_ITEM = [
 ]  # fmt: skip
 REPORTED_NAMES = ("recall", "ndcg", "mrr", "hit")
 REPORTED = {f"{stage}/{name}@{k}" for stage in ("val", "test") for name in REPORTED_NAMES for k in (10, 20)}
+TEXT = ["backbone=tiny_bert", "model=two_tower", "backbone.cache_vectors=false"]
 ENCODER_RUNS = {
     "id": [],
     "mean": ["model.user_encoder.name=mean"],
@@ -559,6 +563,13 @@ ENCODER_RUNS = {
                             "loss.num_negatives=7"],
     "gru_in_batch": ["model.user_encoder.name=gru", "loss.negatives=in_batch"],
     "popularity": ["model=popularity"],  # the baseline under the same protocol: nothing to train
+    # text item towers (+ item IDs): frozen (item vectors computed once), top layer fine-tuned over the
+    # prefix cache, and fully fine-tuned with the batch's items encoded at each step
+    "text_frozen_transformer": [*TEXT, "backbone.freeze=all", "model.user_encoder.name=transformer"],
+    "text_top_layer_sampled_mean": [*TEXT, "backbone.freeze=1", "loss.negatives=sampled",
+                                    "loss.num_negatives=7", "model.user_encoder.name=mean"],
+    "text_fine_tuned_in_batch_gru": [*TEXT, "backbone.freeze=none", "loss.negatives=in_batch",
+                                     "model.user_encoder.name=gru"],
 }  # fmt: skip
 
 
@@ -671,3 +682,74 @@ def test_the_ml100k_sasrec_experiment_runs_recboles_model_on_every_rating(tmp_pa
     # RecBole's SASRec: 103,296 weights besides the item table (ours has no padding row)
     assert record["parameters"]["trainable"] == 103_296 + 1_682 * 64
     assert set(record["metrics"]) == {f"{s}/{m}@10" for s in ("val", "test") for m in REPORTED_NAMES}
+
+
+def test_a_fine_tuned_item_tower_gets_gradients_through_the_history_side(tmp_path):
+    """The user vector is made of the scored item vectors: its gradient alone reaches the backbone."""
+    from recfit.config import compose
+    from recfit.training.run import build
+
+    overrides = [*NEXT_ITEM, *ENCODER_RUNS["text_fine_tuned_in_batch_gru"], f"paths.data_dir={tmp_path}"]
+    module = build(compose(overrides)).module
+    batch = next(iter(module.item_source.train_dataloader()))
+    assert "item_inputs" in batch  # a fine-tuned backbone reads the batch's items' text
+    users, table, _ = module.tasks[0].training_output(module, batch)
+    users.sum().backward()
+    backbone = module.recommender.backbone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.parameters())
+
+
+# A child run that sends itself SIGTERM after step 6, mid-way through its second epoch (4 steps each)
+SIGTERM_AFTER_STEP_6 = """
+import os, signal, sys
+from recfit.cli import main
+from recfit.training.module import RecModule
+
+def stop(module, outputs, batch, index):
+    if module.global_step == 6:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+RecModule.on_train_batch_end = stop
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_next_item_run_resumes_to_the_metrics_of_the_run_left_alone(tmp_path):
+    """SIGTERM mid-epoch, then resume=auto: the shuffled prefixes, SASRec's dropout and the sampled
+    negatives all replay exactly. The stop runs in a child process: a run whose process is still alive
+    (this one) is rightly never resumed."""
+    from test_resume import assert_same_end, final  # its helpers: one run folder's end, compared
+
+    from recfit.cli import main
+
+    run = [
+        *NEXT_ITEM,
+        *ENCODER_RUNS["transformer_sampled"],
+        "trainer.max_epochs=2",
+        "checkpoint_every_n_steps=2",
+    ]
+    train(tmp_path / "alone", *run)
+    stopped = tmp_path / "stopped"
+    child = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_STEP_6, "train", *run, f"paths.output_dir={stopped}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr[-2000:]
+    record, _ = final(stopped)
+    assert record["status"] == "interrupted"
+    main(["train", *run, f"paths.output_dir={stopped}", "resume=auto"])
+    assert_same_end(final(tmp_path / "alone"), stopped)
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_a_next_item_run_exactly_like_one(next_item_runs, tmp_path):
+    from helpers.runs import evaluate
+
+    overrides = [*NEXT_ITEM, *ENCODER_RUNS["transformer"]]
+    checkpoint = next_item_runs["transformer"]["best_checkpoint"]
+    one, one_table = evaluate(overrides, checkpoint, tmp_path / "one", devices=1)
+    two, two_table = evaluate(overrides, checkpoint, tmp_path / "two", devices=2, strategy="ddp_spawn")
+    assert set(one) == REPORTED and two == one
+    assert len(one_table) == one_table["user"].nunique() == 40
+    pd.testing.assert_frame_equal(two_table, one_table)

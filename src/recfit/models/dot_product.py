@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recfit.errors import RecfitError
 from recfit.models.user_encoders import UserEncoder, UserEncoderSpec, build_user_encoder
 
 
@@ -88,6 +89,11 @@ class DotProductRecommender(nn.Module):
         raise NotImplementedError
 
     def encode_users(self, users: torch.Tensor) -> torch.Tensor:
+        if self.user_encoder is not None:  # a user is a history here: there is no vector per user ID
+            raise RecfitError(
+                f"this model encodes users from their item histories (user encoder "
+                f"{type(self.user_encoder).__name__}), not from user IDs: give it a history"
+            )
         vectors = self.user_embedding(users)
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 

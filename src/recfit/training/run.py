@@ -37,16 +37,20 @@ from recfit.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
     RUN_INFO_FILE,
+    DiskFullError,
     RunResult,
     Status,
     clean_metrics,
     describe,
     new_record,
     now_iso,
+    release_space,
+    reserve_space,
     write_json_atomic,
 )
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import checkpoint_policy, console, curves, run_info
+from recfit.training.atomic_writes import AtomicCheckpointIO
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
@@ -271,6 +275,7 @@ def _fit_and_test(
         callbacks=callbacks + display_callbacks,
         logger=loggers,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],  # a checkpoint that fails to write leaves the previous one whole
         **display,
     )
     log_config(loggers, cfg, run_dir)
@@ -325,6 +330,7 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     stops.install()
     try:
         if owner:
+            reserve_space(run_dir)  # so that a full disk still lets the run record how it ended
             write_json_atomic(path, record)
         record["metrics"] = _fit_and_test(cfg, run_dir, record, stops)
         record["status"] = Status.completed
@@ -342,13 +348,28 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
                 record["finished_at"] = now_iso()
                 record["duration_s"] = round(time.time() - started, 3)
                 if owner:
-                    curves.join(run_dir)
-                    _write_outcome(run_dir, record, info)
+                    _end_records(run_dir, record, info)
                     if record["status"] == Status.completed:  # only now: until then last.ckpt can resume
                         checkpoint_policy.retain_checkpoints(run_dir, cfg.checkpoint.keep)
         finally:
             stops.uninstall()
     return RunResult(record["status"], record["metrics"], run_dir, record)
+
+
+def _end_records(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) -> None:
+    """Join the curves and write how the run ended. A full disk while joining fails the run (the
+    curves stay where they were, whole) but its record is still written: the reserved space is freed
+    for it first."""
+    try:
+        curves.join(run_dir)
+    except DiskFullError as error:
+        if record["status"] != Status.failed:
+            record.update(status=Status.failed, error=describe(error))
+        release_space(run_dir)
+        _write_outcome(run_dir, record, info)
+        raise
+    release_space(run_dir)
+    _write_outcome(run_dir, record, info)
 
 
 def _write_outcome(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) -> None:
