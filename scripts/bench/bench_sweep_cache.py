@@ -19,7 +19,7 @@ what the sweep spent outside its jobs (start-up, imports, Hydra composing and va
 each round's ratio uncached / cached (and uncached / warm), their medians, and whether every job's
 metrics are identical in all sweeps (they must be: the cache returns the very bits it stored).
 
-usage: .venv/bin/python scripts/bench/bench_sweep_cache.py --ml100k DIR [--rounds 1] [--warm]
+usage: .venv/bin/python scripts/bench/bench_sweep_cache.py --ml100k DIR [--rounds 1] [--warm] [--first cached]
        [--epochs 1] [--limit-train-batches 40] [--lrs 1e-4,...] [--experiment ml100k_ranking]
        [--workdir DIR]
 """
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="trainer.max_epochs of every job")
     parser.add_argument("--limit-train-batches", default="40", help="trainer.limit_train_batches")
     parser.add_argument("--rounds", type=int, default=1, help="cached/uncached pairs, order alternating")
+    parser.add_argument("--first", choices=("cached", "uncached"), default="cached", help="round 0's first")
     parser.add_argument("--warm", action="store_true", help="also a sweep over the filled cache, per round")
     parser.add_argument("--workdir", default=None, help="where the sweeps write (default: a temporary one)")
     args = parser.parse_args()
@@ -121,7 +122,11 @@ def main() -> None:
         data = {name: root / f"round{number}" / name / "data" for name in ("cached", "uncached")}
         for folder in data.values():
             shutil.copytree(tokens, folder)
-        order = ("cached", "uncached") if number % 2 == 0 else ("uncached", "cached")
+        order = (
+            ("cached", "uncached")
+            if (number + (args.first == "uncached")) % 2 == 0
+            else ("uncached", "cached")
+        )
         here = root / f"round{number}"
         done = {name: sweep(args, here, name, name == "cached", data[name]) for name in order}
         if args.warm:
