@@ -51,6 +51,24 @@ def _clear_hydra():
     GlobalHydra.instance().clear()
 
 
+# What a Lightning DDP launch writes into this process's environment. Left there, the next DDP run and
+# every later subprocess would reuse one port (MASTER_PORT) instead of picking a free one, which a test
+# on the other xdist worker may hold by then.
+DDP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK")
+
+
+@pytest.fixture(autouse=True)
+def _ddp_environment_restored():
+    """Each test ends with the DDP variables as they were before it."""
+    before = {name: os.environ.get(name) for name in DDP_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def _shared_fixtures(item: pytest.Item) -> list[tuple[str, str]]:
     """The module-, class- or session-scoped fixtures that `item` uses and that a test module defines.
 
