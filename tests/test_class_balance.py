@@ -85,13 +85,6 @@ def test_resampled_epochs_have_balanced_labels(method, per_class):
         assert set(seen[0]) == set(range(len(LABELS)))  # every row is kept
 
 
-def test_a_resumed_epoch_continues_the_same_resampled_order():
-    full = epoch(EpochSampler(len(LABELS), seed=1, labels=LABELS, resampling="oversample"), 1)
-    resumed = EpochSampler(len(LABELS), seed=1, labels=LABELS, resampling="oversample")
-    resumed.start = 8
-    assert epoch(resumed, 1) == full[8:]
-
-
 def test_a_resumable_loader_restored_mid_epoch_serves_the_remaining_resampled_batches():
     def loader() -> ResumableLoader:
         sampler = EpochSampler(len(LABELS), seed=4, labels=LABELS, resampling="oversample")

@@ -533,3 +533,228 @@ def test_an_id_sasrec_built_from_these_parts_learns_next_items():
         split, lambda batch: (torch.ones(len(batch["target"]), 1), counts[:, None]), max_history
     )
     assert sasrec > popularity + 0.3, (sasrec, popularity)
+
+
+# ---- wired into recfit: task=next_item and model.user_encoder in real runs ---------------------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from helpers.cli import assert_one_line_error, run_cli  # noqa: E402
+from helpers.files import REPO, tree_digest  # noqa: E402
+from helpers.runs import ONE_EPOCH, SMALL_DATA, train  # noqa: E402
+
+# 40 synthetic users x 8 interactions: 5 prefix examples each in training, batches of 64 (4 steps)
+NEXT_ITEM = [
+    "backbone=none", "model=mf", "task=next_item", "split=leave_one_out", "loss=cross_entropy",
+    *SMALL_DATA, *ONE_EPOCH, "model.embedding_dim=16", "model.user_encoder.max_history=5",
+    "loss.temperature=1.0", "optimizer.head_lr=0.01", "seed=3",
+]  # fmt: skip
+REPORTED_NAMES = ("recall", "ndcg", "mrr", "hit")
+REPORTED = {f"{stage}/{name}@{k}" for stage in ("val", "test") for name in REPORTED_NAMES for k in (10, 20)}
+TEXT = ["backbone=tiny_bert", "model=two_tower", "backbone.cache_vectors=false"]
+ENCODER_RUNS = {
+    "id": [],
+    "mean": ["model.user_encoder.name=mean"],
+    "gru": ["model.user_encoder.name=gru"],
+    "transformer": ["model.user_encoder.name=transformer"],
+    "transformer_sampled": ["model.user_encoder.name=transformer", "loss.negatives=sampled",
+                            "loss.num_negatives=7"],
+    "gru_in_batch": ["model.user_encoder.name=gru", "loss.negatives=in_batch"],
+    "popularity": ["model=popularity"],  # the baseline under the same protocol: nothing to train
+    # text item towers (+ item IDs): frozen (item vectors computed once), top layer fine-tuned over the
+    # prefix cache, and fully fine-tuned with the batch's items encoded at each step
+    "text_frozen_transformer": [*TEXT, "backbone.freeze=all", "model.user_encoder.name=transformer"],
+    "text_top_layer_sampled_mean": [*TEXT, "backbone.freeze=1", "loss.negatives=sampled",
+                                    "loss.num_negatives=7", "model.user_encoder.name=mean"],
+    "text_fine_tuned_in_batch_gru": [*TEXT, "backbone.freeze=none", "loss.negatives=in_batch",
+                                     "model.user_encoder.name=gru"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def next_item_runs(tmp_path_factory) -> dict[str, dict]:
+    """One tiny next-item run per user encoder (and per kind of negatives): their metrics.json."""
+    return {
+        name: train(tmp_path_factory.mktemp(name), *NEXT_ITEM, *overrides)
+        for name, overrides in ENCODER_RUNS.items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ENCODER_RUNS))
+def test_a_next_item_run_trains_each_user_encoder_and_writes_its_metrics(next_item_runs, name):
+    record = next_item_runs[name]
+    assert record["task"] == "next_item" and set(record["metrics"]) == REPORTED
+    assert all(0 <= value <= 1 for value in record["metrics"].values())
+    for stage in ("val", "test"):  # one target per user: recall@K is hit@K
+        assert record["metrics"][f"{stage}/recall@10"] == record["metrics"][f"{stage}/hit@10"]
+    assert "history items not masked" in record["protocol"]
+    assert "RecBole LS valid_and_test, TO" in record["protocol"]
+    table = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
+    assert len(table) == table["user"].nunique() == 40  # every user once, by their test target
+    assert table["ndcg@10"].mean() == pytest.approx(record["metrics"]["test/ndcg@10"])
+    parameters = record["parameters"]["trainable"]
+    item_table = 60 * 16
+    if name == "popularity":
+        assert parameters == 0
+    elif name == "id":
+        assert parameters == item_table + 40 * 16  # item and user ID vectors
+    elif name == "mean":
+        assert parameters == item_table  # no user vectors: users are their histories
+    else:
+        assert parameters > item_table
+
+
+def test_the_same_seed_gives_the_same_next_item_metrics(next_item_runs, tmp_path):
+    again = train(tmp_path, *NEXT_ITEM, *ENCODER_RUNS["transformer_sampled"])
+    assert again["metrics"] == next_item_runs["transformer_sampled"]["metrics"]
+
+
+def test_an_id_sasrec_learns_the_synthetic_next_items_better_than_chance(tmp_path):
+    record = train(
+        tmp_path, *NEXT_ITEM, "model.user_encoder.name=transformer", "trainer.max_epochs=8",
+        "model.user_encoder.dropout=0.1", "model.user_encoder.attention_dropout=0.1",
+    )  # fmt: skip
+    chance = 10 / 60  # hit@10 of a random ranking of 60 items
+    assert record["metrics"]["test/hit@10"] > 1.5 * chance
+
+
+def test_recommend_for_a_user_id_of_a_history_model_is_one_line(next_item_runs, capsys):
+    result = run_cli(capsys, "recommend", next_item_runs["transformer"]["run_dir"], "--user", "1")
+    assert_one_line_error(result, "this model encodes users from their item histories")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["backbone=none", "model=mf", "model.user_encoder.name=gru"],
+            "model.user_encoder.name=gru encodes users from their item histories, which task 'ranking' "
+            "does not have (use task=next_item",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.max_history=0"],
+            "model.user_encoder.max_history must be a positive",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.max_history=-2"],
+            "model.user_encoder.max_history must be a positive",
+        ),
+        (
+            [*NEXT_ITEM, "model.user_encoder.name=transformer", "model.user_encoder.num_heads=3"],
+            "model.user_encoder.num_heads=3 must divide model.embedding_dim=16",
+        ),
+        ([*NEXT_ITEM, "split=ratio"], "task next_item needs split=leave_one_out"),
+        (
+            [*NEXT_ITEM, "model=popularity", "model.user_encoder.name=mean"],
+            "model 'popularity' has no user tower for model.user_encoder.name=mean",
+        ),
+        (
+            [*NEXT_ITEM, "loss.negatives=sampled", "loss.num_negatives=0"],
+            "loss.num_negatives must be at least 1",
+        ),
+        (
+            [*NEXT_ITEM, "backbone=tiny_bert", "backbone.freeze=none", "model=two_tower"],
+            "task next_item with loss.negatives=full scores every item at every step",
+        ),
+        # a DataError found once the data is read: a run folder is made, and marked failed
+        (
+            [*NEXT_ITEM, "dataset.reader.interactions_per_user=2"],
+            "leave_one_out needs at least 3 interactions per user",
+        ),
+    ],
+)
+def test_bad_next_item_settings_give_one_line_and_leave_earlier_runs_alone(
+    next_item_runs, capsys, overrides, message
+):
+    earlier = Path(next_item_runs["id"]["run_dir"])  # a finished run in the same output folder
+    before = tree_digest(earlier)
+    result = run_cli(capsys, "train", *overrides, f"paths.output_dir={earlier.parents[2]}")
+    assert_one_line_error(result, message)
+    assert tree_digest(earlier) == before
+
+
+def test_the_ml100k_sasrec_experiment_runs_recboles_model_on_every_rating(tmp_path, ml100k_dir):
+    """One short step of the experiment file on the real data: RecBole's SASRec size and protocol."""
+    record = train(
+        tmp_path, "experiment=ml100k_sasrec", f"dataset.reader.path={ml100k_dir}", *ONE_EPOCH,
+        "trainer.limit_train_batches=1", "dataset.batch_size=128",
+    )  # fmt: skip
+    assert record["data"] == "movielens_100k: 100,000 interactions, 943 users, 1,682 items"
+    assert record["protocol"].startswith("no filtering; leave_one_out per user in time order")
+    assert "full ranking over all 1,682 items, history items not masked" in record["protocol"]
+    # RecBole's SASRec: 103,296 weights besides the item table (ours has no padding row)
+    assert record["parameters"]["trainable"] == 103_296 + 1_682 * 64
+    assert set(record["metrics"]) == {f"{s}/{m}@10" for s in ("val", "test") for m in REPORTED_NAMES}
+
+
+def test_a_fine_tuned_item_tower_gets_gradients_through_the_history_side(tmp_path):
+    """The user vector is made of the scored item vectors: its gradient alone reaches the backbone."""
+    from recfit.config import compose
+    from recfit.training.run import build
+
+    overrides = [*NEXT_ITEM, *ENCODER_RUNS["text_fine_tuned_in_batch_gru"], f"paths.data_dir={tmp_path}"]
+    module = build(compose(overrides)).module
+    batch = next(iter(module.item_source.train_dataloader()))
+    assert "item_inputs" in batch  # a fine-tuned backbone reads the batch's items' text
+    users, table, _ = module.tasks[0].training_output(module, batch)
+    users.sum().backward()
+    backbone = module.recommender.backbone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.parameters())
+
+
+# A child run that sends itself SIGTERM after step 6, mid-way through its second epoch (4 steps each)
+SIGTERM_AFTER_STEP_6 = """
+import os, signal, sys
+from recfit.cli import main
+from recfit.training.module import RecModule
+
+def stop(module, outputs, batch, index):
+    if module.global_step == 6:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+RecModule.on_train_batch_end = stop
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_next_item_run_resumes_to_the_metrics_of_the_run_left_alone(tmp_path):
+    """SIGTERM mid-epoch, then resume=auto: the shuffled prefixes, SASRec's dropout and the sampled
+    negatives all replay exactly. The stop runs in a child process: a run whose process is still alive
+    (this one) is rightly never resumed."""
+    from test_resume import assert_same_end, final  # its helpers: one run folder's end, compared
+
+    from recfit.cli import main
+
+    run = [
+        *NEXT_ITEM,
+        *ENCODER_RUNS["transformer_sampled"],
+        "trainer.max_epochs=2",
+        "checkpoint_every_n_steps=2",
+    ]
+    train(tmp_path / "alone", *run)
+    stopped = tmp_path / "stopped"
+    child = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_STEP_6, "train", *run, f"paths.output_dir={stopped}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr[-2000:]
+    record, _ = final(stopped)
+    assert record["status"] == "interrupted"
+    main(["train", *run, f"paths.output_dir={stopped}", "resume=auto"])
+    assert_same_end(final(tmp_path / "alone"), stopped)
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_a_next_item_run_exactly_like_one(next_item_runs, tmp_path):
+    from helpers.runs import evaluate
+
+    overrides = [*NEXT_ITEM, *ENCODER_RUNS["transformer"]]
+    checkpoint = next_item_runs["transformer"]["best_checkpoint"]
+    one, one_table = evaluate(overrides, checkpoint, tmp_path / "one", devices=1)
+    two, two_table = evaluate(overrides, checkpoint, tmp_path / "two", devices=2, strategy="ddp_spawn")
+    assert set(one) == REPORTED and two == one
+    assert len(one_table) == one_table["user"].nunique() == 40
+    pd.testing.assert_frame_equal(two_table, one_table)

@@ -119,10 +119,10 @@ def test_each_model_declares_its_inputs_and_the_tasks_it_can_do():
         for model in MODELS
     }
     assert does == {
-        "two_tower": ["rating", "ctr", "ranking"],
-        "mf": ["rating", "ctr", "ranking"],
+        "two_tower": ["rating", "ctr", "ranking", "next_item"],
+        "mf": ["rating", "ctr", "ranking", "next_item"],
         "cross_encoder": ["rating", "ctr", "text_classification"],
-        "popularity": ["ranking"],
+        "popularity": ["ranking", "next_item"],
         "lr": ["rating", "ctr"],
     }
     for declared in MODELS.values():
@@ -187,7 +187,7 @@ def test_the_worked_example_task_is_one_class_and_one_yaml_that_train(dislike, t
     assert per_row["logloss"].mean() == pytest.approx(record["metrics"]["test/logloss"], abs=1e-6)
     assert 0 < per_row["target"].mean() < 1  # rated 2 or lower: some rows, not all
     refused = {
-        "model=popularity": "model 'popularity' cannot do task 'dislike' (it does: ranking)",
+        "model=popularity": "model 'popularity' cannot do task 'dislike' (it does: ranking, next_item)",
         "loss=mse": "loss 'mse' does not fit task 'dislike' (use loss=bce)",
         "task.metric=rmse": "task.metric 'rmse' is not reported for task 'dislike' with loss 'bce'",
     }
@@ -198,7 +198,7 @@ def test_the_worked_example_task_is_one_class_and_one_yaml_that_train(dislike, t
 
 
 def test_an_unknown_task_name_is_refused_like_a_wrong_enum_value():
-    expected = "expected one of [rating, ctr, ranking, text_classification]"
+    expected = "expected one of [rating, ctr, ranking, text_classification, next_item]"
     with pytest.raises(ConfigError, match=re.escape(f"task.name: Invalid value 'clicks', {expected}")):
         validate(compose(["task.name=clicks"]))
     with pytest.raises(ConfigError, match=re.escape(f"tasks[1]: Invalid value 'clicks', {expected}")):

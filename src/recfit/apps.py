@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
+import hydra.core.utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -45,6 +46,20 @@ from recfit.errors import ConfigError, RecfitError
 log = logging.getLogger("recfit")
 
 register_schemas()
+
+
+def _save_config_atomically(cfg: DictConfig, filename: str, output_dir: Path) -> None:
+    """Hydra's writer of `.hydra/*.yaml`, made atomic: a resumed run rewrites them, and one that fails
+    to (a full disk) must leave the run's own config and overrides whole, since resuming reads them."""
+    from recfit.run_folder import write_text_atomic, writing
+
+    with writing(output_dir):
+        output_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output_dir / filename, OmegaConf.to_yaml(cfg))
+
+
+# every job, single runs and sweeps, writes .hydra/ through hydra.core.utils.run_job (hydra-core < 1.4)
+hydra.core.utils._save_config = _save_config_atomically
 
 COMMAND = "recfit train"  # sys.argv[0] while Hydra's command line parses the rest
 CONFIG_NAME = "train"
@@ -91,7 +106,7 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     run_dir = _pin_run_dir(cfg)
     if reexecutes:
         _reexecute_as_entry(arguments)
-    with _restored_logging(in_process), _owning(run_dir):
+    with _restored_logging(in_process), _owning(run_dir, resuming=bool(cfg.ckpt_path)):
         try:
             _run_job(cfg)
         except SystemExit as stop:
@@ -105,15 +120,22 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
 
 
 @contextmanager
-def _owning(run_dir: Path) -> Iterator[None]:
+def _owning(run_dir: Path, resuming: bool) -> Iterator[None]:
     """The first process holds the run folder's lock for the whole run (a second one, say a second
-    `resume=auto`, is refused in one line); DDP ranks 1..N-1 run in the folder rank 0 holds."""
+    `resume=auto`, is refused in one line); DDP ranks 1..N-1 run in the folder rank 0 holds.
+
+    A resume checked that its run was unfinished before it took this lock; another resume started at
+    the same time may have completed the run since, so the check is made again under the lock."""
     if not is_first_process():
         yield
         return
     from recfit.run_folder import owned
 
     with owned(run_dir):
+        if resuming:
+            from recfit.config.resume import refuse_if_completed
+
+            refuse_if_completed(run_dir)
         yield
 
 
@@ -203,12 +225,17 @@ def _run_job(cfg: DictConfig) -> None:
 
 @contextmanager
 def _restored_logging(restore: bool) -> Iterator[None]:
-    """Hydra points the root logger at <run>/train.log: later work in this process is not that run's."""
+    """Hydra points the root logger at <run>/train.log: later work in this process is not that run's.
+
+    While the run runs, a log line that cannot be written (train.log on a full disk) is dropped
+    instead of printing a traceback of its own: the run's one error line says what went wrong."""
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    saved_raise, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         yield
     finally:
+        logging.raiseExceptions = saved_raise
         if restore:
             for handler in root.handlers[:]:
                 if handler not in saved_handlers:

@@ -13,11 +13,13 @@ recfit.errors only (pandas, for Parquet, when a table is written), never torch.
       run_info.json     seed, git state, package versions, devices, command line
       config_tree.txt   the composed config as a tree
       checkpoints/      best.ckpt (by task.metric) and last.ckpt (for resume)
+      .lock .space-reserve   held while the run runs: the owner's lock, space for its final records
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -46,6 +48,9 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT = "best.ckpt"  # the best validation score by task.metric: what eval and init_from load
 LAST_CHECKPOINT = "last.ckpt"  # the latest step, mid-epoch too: what resume continues from
 LOCK_FILE = ".lock"  # held (flock) by the one process that runs the run; holds its pid
+# a few KiB the run sets aside while it runs, freed to write its final record when the disk fills up
+SPACE_RESERVE_FILE = ".space-reserve"
+SPACE_RESERVE_BYTES = 256 * 1024  # metrics.json + run_info.json, with room to spare
 # Files of a run folder are readable by everyone who can read the folder, whatever wrote them:
 # a temporary file from mkstemp starts private (0600), so each one is set to this before its rename.
 FILE_MODE = 0o644
@@ -66,6 +71,30 @@ RESUMABLE = (Status.running, Status.interrupted)
 
 class RunFolderError(RecfitError):
     """A run folder that is missing, or whose metrics.json cannot be read (one line)."""
+
+
+class DiskFullError(RunFolderError):
+    """The file system of the run folder filled up (or hit its quota) while a file was written."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(f"no space left on device while writing {path}")
+        self.path = Path(path)
+
+
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """A full disk inside the block becomes one DiskFullError line that names `path`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as error:
+        if error.errno in FULL_DISK_ERRNOS:
+            raise DiskFullError(path) from error
+        raise
 
 
 @dataclass
@@ -114,8 +143,9 @@ def owned(run_dir: Path) -> Iterator[None]:
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        with writing(run_dir / LOCK_FILE):
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         try:
             yield
         finally:
@@ -130,18 +160,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it over `path` only if the block succeeds.
 
     Same folder, so the rename stays on one file system and is atomic: a reader sees the old file or
-    the new one, never half of one, and an existing file survives a failed write.
+    the new one, never half of one, and an existing file survives a failed write. A full disk
+    raises DiskFullError naming `path`.
     """
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise RecfitError(f"cannot write {path}: folder {folder} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    with writing(path):
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        yield Path(temporary)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
+        with writing(path):
+            yield Path(temporary)
+            os.chmod(temporary, FILE_MODE)
+            os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -162,6 +195,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """metrics.json and run_info.json: indented JSON, replaced atomically."""
     write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (a checkpoint, serialized in memory first)."""
+    with atomic_path(Path(path)) as temporary:
+        temporary.write_bytes(data)
+
+
+def reserve_space(run_dir: Path) -> None:
+    """Set a little space aside in the run folder while the run runs (`release_space` frees it)."""
+    path = Path(run_dir) / SPACE_RESERVE_FILE
+    with writing(path), open(path, "wb") as handle:
+        handle.write(bytes(SPACE_RESERVE_BYTES))  # written, not sparse: the blocks are really taken
+
+
+def release_space(run_dir: Path) -> None:
+    """Free the space `reserve_space` set aside: the run's final records fit even on a full disk."""
+    (Path(run_dir) / SPACE_RESERVE_FILE).unlink(missing_ok=True)
 
 
 def write_parquet_atomic(path: Path, columns: Mapping[str, Any]) -> None:

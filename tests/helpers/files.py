@@ -28,10 +28,11 @@ def write_reviews_csv(path: Path, rows: int = 60, missing: bool = True) -> Path:
     return path
 
 
-def tree_digest(folder: Path) -> str:
-    """A hash of every file's path and bytes under `folder`: proves nothing there changed."""
+def tree_digest(folder: Path, ignore: tuple[str, ...] = ()) -> str:
+    """A hash of every file's path and bytes under `folder` (but files named in `ignore`): proves
+    nothing there changed."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in ignore):
         digest.update(str(file.relative_to(folder)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()

@@ -29,6 +29,13 @@ def newest_unfinished_run(runs_dir: Path) -> Path | None:
     return None
 
 
+def refuse_if_completed(run_dir: Path) -> None:
+    """ConfigError (one line) when the run has completed. Checked again once the resuming process holds
+    the run's lock: another resume started at the same time may have completed it in the meantime."""
+    if read_record_if_any(run_dir).get("status") == Status.completed:
+        raise ConfigError(f"{run_dir} has completed; a finished run is never resumed (use recfit rerun)")
+
+
 def resume_overrides(arguments: list[str]) -> list[str]:
     """The overrides that continue a run: its saved ones, then `arguments`, then its folder and checkpoint."""
     given = {_key(a): a.partition("=")[2] for a in arguments}
@@ -49,8 +56,7 @@ def resume_overrides(arguments: list[str]) -> list[str]:
     else:
         return arguments
     record = read_record_if_any(run_dir)
-    if record.get("status") == Status.completed:
-        raise ConfigError(f"{run_dir} has completed; a finished run is never resumed (use recfit rerun)")
+    refuse_if_completed(run_dir)
     if alive_here(record):
         raise ConfigError(f"{run_dir} is still running (process {record['pid']}); stop it before resuming")
     kept = [a for a in arguments if _key(a) not in ("resume", "ckpt_path")]

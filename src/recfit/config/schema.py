@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from recfit.tasks.names import LossName, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
+from recfit.tasks.names import LossName, Negatives, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
 
 
 class ModelName(str, Enum):
@@ -72,6 +72,15 @@ class Mode(str, Enum):
 class AdapterName(str, Enum):
     none = "none"
     lora = "lora"
+
+
+class UserEncoderName(str, Enum):
+    """How a dot-product model makes a user vector; the single source of these names."""
+
+    id = "id"  # a learned vector per user ID (two-tower / DSSM)
+    mean = "mean"  # mean of the user's history item vectors
+    gru = "gru"  # GRU4Rec over the history item vectors
+    transformer = "transformer"  # SASRec: causal self-attention over the history item vectors
 
 
 class TaskWeighting(str, Enum):
@@ -301,20 +310,38 @@ class TaskConfig:
 
 
 @dataclass
+class UserEncoderConfig:
+    """How two_tower and mf make a user vector: an ID embedding, or an encoder over the user's history
+    (task=next_item). The fields of recfit.models.user_encoders.UserEncoderSpec; null = the encoder's
+    own default (RecBole's SASRec / GRU4Rec)."""
+
+    name: UserEncoderName = UserEncoderName.id  # id | mean | gru | transformer (all but id: task=next_item)
+    max_history: int = 50  # the most recent items a user is represented by (SASRec's max length)
+    num_layers: int | None = None  # transformer: null = 2; gru: null = 1
+    num_heads: int = 2  # transformer attention heads; must divide model.embedding_dim
+    inner_size: int = 256  # transformer feed-forward width
+    dropout: float | None = None  # transformer: null = 0.5 (hidden states); gru: null = 0.3 (inputs)
+    attention_dropout: float = 0.5  # transformer: on the attention probabilities
+
+
+@dataclass
 class ModelConfig:
     name: ModelName = MISSING  # checked against the task and backbone
     _target_: str = MISSING  # the recommender class
     embedding_dim: int = 64  # size of user/item vectors (two_tower, mf)
     dropout: float = 0.1  # before the projection or head
     item_id_embedding: bool = False  # two_tower: add a learned per-item vector (zero for unseen items)
+    user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)  # two_tower, mf: user tower
 
 
 @dataclass
 class LossConfig:
     name: LossName = MISSING  # checked against the task
-    temperature: float = 0.05  # cross_entropy for ranking: softmax temperature over in-batch items
-    logq_correction: bool = True  # ranking: subtract log item frequency, undoing in-batch popularity bias
+    temperature: float = 0.05  # cross_entropy for ranking and next_item: scores are divided by this
+    logq_correction: bool = True  # ranking, next_item (sampled, in_batch): subtract log item frequency
     l2: float = 0.0  # dot-product models: weight of the batch rows' squared vector and bias norms
+    negatives: Negatives = Negatives.full  # next_item: full | sampled | in_batch softmax
+    num_negatives: int = 1000  # next_item with negatives=sampled: items drawn per batch
 
 
 @dataclass

@@ -20,10 +20,10 @@ from recfit.config.limits import check_limits
 from recfit.config.multitask import check_multitask
 from recfit.config.parent_run import find_parent
 from recfit.config.places import check_places
-from recfit.config.schema import AdapterName, Modality, TextCsvDatasetConfig
+from recfit.config.schema import AdapterName, Modality, TextCsvDatasetConfig, UserEncoderName
 from recfit.config.targets import check_targets
 from recfit.errors import ConfigError
-from recfit.models.declarations import declaration
+from recfit.models.declarations import MODELS, declaration
 from recfit.tasks.registry import make_task, task_class, task_names
 
 FREEZE_WORDS = ("none", "all", "embeddings")
@@ -55,6 +55,8 @@ def validate(cfg: DictConfig) -> None:
         hint = "backbone=none" if wanted == ("none",) else f"a {' or '.join(wanted)} backbone"
         raise ConfigError(f"model '{model.value}' needs {hint}, but backbone modality is '{modality.value}'")
 
+    _check_user_encoder(cfg, spec.name, spec.reads_histories, declared.user_encoders)
+
     is_text_csv = OmegaConf.get_type(cfg.dataset) is TextCsvDatasetConfig
     if spec.labelled_text != is_text_csv:
         text_tasks = [name for name in task_names() if task_class(name).labelled_text]
@@ -79,8 +81,50 @@ def validate(cfg: DictConfig) -> None:
     _check_paths(cfg)
     check_domains(cfg)
     _check_logger_packages(cfg)
-    if cfg.get("init_from") is not None and cfg.init_from.path is not None:
-        find_parent(cfg.init_from.path)
+    if cfg.get("init_from") is not None and cfg.init_from.path is not None and not cfg.get("ckpt_path"):
+        find_parent(cfg.init_from.path)  # a resumed child's checkpoints hold what it took: no parent needed
+
+
+def _check_user_encoder(cfg: DictConfig, task: str, task_has_histories: bool, model_can: bool) -> None:
+    """`model.user_encoder`: a positive history length, and an encoder other than `id` only where users
+    have histories (a next-item task) and the model has a user tower to put it in."""
+    encoder = cfg.model.get("user_encoder")
+    if encoder is None:
+        return
+    if encoder.max_history < 1:
+        raise ConfigError(
+            f"model.user_encoder.max_history must be a positive number of items (got {encoder.max_history})"
+        )
+    name = encoder.name
+    if name == UserEncoderName.id:
+        return
+    if not task_has_histories:
+        readers = [other for other in task_names() if task_class(other).reads_histories]
+        raise ConfigError(
+            f"model.user_encoder.name={name.value} encodes users from their item histories, which task "
+            f"'{task}' does not have (use task={' or '.join(readers)}, or model.user_encoder.name=id)"
+        )
+    if not model_can:
+        able = [model for model, declared in MODELS.items() if declared.user_encoders]
+        raise ConfigError(
+            f"model '{cfg.model.name.value}' has no user tower for model.user_encoder.name={name.value} "
+            f"(use model={' or '.join(able)})"
+        )
+    if encoder.num_layers is not None and encoder.num_layers < 1:
+        raise ConfigError(f"model.user_encoder.num_layers must be at least 1 (got {encoder.num_layers})")
+    for key in ("dropout", "attention_dropout"):
+        value = encoder[key]
+        if value is not None and not 0 <= value < 1:
+            raise ConfigError(f"model.user_encoder.{key} must be in [0, 1) (got {value})")
+    if name == UserEncoderName.transformer:
+        heads, dim = encoder.num_heads, cfg.model.embedding_dim
+        if heads < 1 or dim % heads:
+            raise ConfigError(
+                f"model.user_encoder.num_heads={heads} must divide model.embedding_dim={dim} "
+                "(each attention head takes an equal share of the item vector)"
+            )
+        if encoder.inner_size < 1:
+            raise ConfigError(f"model.user_encoder.inner_size must be at least 1 (got {encoder.inner_size})")
 
 
 def _check_task_names(cfg: DictConfig) -> None:

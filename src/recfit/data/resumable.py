@@ -6,11 +6,18 @@ consumed; it does, however, save and restore the `state_dict` of any train DataL
 and the loader's state says which epoch and how many batches were served, plus the state of the
 negative sampler's generator. With `num_workers=0` (the default) a resumed run then sees exactly the
 batches, in exactly the order, of the run that was never stopped.
+
+The batches served are skipped as batches of row indices, after everything that decides which rows
+a process gets: under DDP, Lightning wraps the sampler in a `DistributedSamplerWrapper` that deals the
+epoch's rows out to the processes, so skipping rows of the epoch's order (before that deal) would
+hand each process other rows than the run left alone, and the wrapper knows nothing of an offset.
+Skipped batches are never loaded, collated or given negatives, so no random state moves for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -20,7 +27,7 @@ from recfit.data.resampling import Resampling, class_rows, resampled_rows, resam
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles `size` rows with a permutation fixed by (seed, epoch); can start one epoch at an offset.
+    """Shuffles `size` rows with a permutation fixed by (seed, epoch).
 
     With `labels` and a `resampling` other than none, each epoch's rows are first resampled towards
     balanced classes (recfit.data.resampling), with the same (seed, epoch) generator.
@@ -29,7 +36,7 @@ class EpochSampler(Sampler[int]):
     def __init__(
         self, size: int, seed: int, labels: Any = None, resampling: Resampling | str = Resampling.none
     ) -> None:
-        self.seed, self.epoch, self.start = seed, 0, 0
+        self.seed, self.epoch = seed, 0
         self.resampling = Resampling(resampling)
         self.groups = class_rows(labels) if self.resampling != Resampling.none else None
         self.size = size if self.groups is None else resampled_size(labels, self.resampling)
@@ -38,7 +45,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size  # the full length: Lightning itself discounts the batches already served
+        return self.size
 
     def generator(self) -> torch.Generator:
         """The random stream of the current epoch: a pure function of (seed, epoch)."""
@@ -57,9 +64,21 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         # a generator, so the order is drawn when iteration starts, after set_epoch
-        order = self.order()
-        start, self.start = self.start, 0
-        yield from order[start:]
+        yield from self.order()
+
+
+class SkipFirstBatches:
+    """The batches of row indices of `batches`, but the first `count` (the length stays the full one:
+    Lightning itself discounts the batches a resumed epoch has already served)."""
+
+    def __init__(self, batches: Iterable[list[int]], count: int) -> None:
+        self.batches, self.count = batches, count
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.islice(iter(self.batches), self.count, None)
 
 
 class ResumableLoader(DataLoader):
@@ -67,13 +86,20 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, *arguments: Any, **keywords: Any) -> None:
         super().__init__(*arguments, **keywords)
-        self._epoch = self._served = self._offset = 0
+        self._epoch = self._served = self._skip = 0
+
+    @property
+    def _index_sampler(self) -> Any:
+        # what torch's loader iterators draw index batches from (the sampler itself without batching)
+        batches = super()._index_sampler
+        return SkipFirstBatches(batches, self._skip) if self._skip and self._auto_collation else batches
 
     def __iter__(self) -> Iterator[Any]:
-        batches = super().__iter__()
+        batches = super().__iter__()  # without the batches a resumed epoch has served (_index_sampler)
+        skipped, self._skip = self._skip, 0
 
         def counted() -> Iterator[Any]:
-            self._epoch, self._served, self._offset = self.sampler.epoch, self._offset, 0
+            self._epoch, self._served = self.sampler.epoch, skipped
             for batch in batches:
                 self._served += 1
                 yield batch
@@ -97,9 +123,8 @@ class ResumableLoader(DataLoader):
         epoch, served = state["epoch"], state["batches"]
         if served >= len(self):  # the checkpoint was taken on an epoch's last batch
             epoch, served = epoch + 1, 0
-        self.sampler.set_epoch(epoch)
-        self.sampler.start = served * self.batch_size
-        self._offset = served
+        self.sampler.set_epoch(epoch)  # under DDP, Lightning's wrapper passes it on to the EpochSampler
+        self._skip = served
         rng = self._negative_rng()
         if rng is not None and state["negative_rng"] is not None:
             rng.bit_generator.state = state["negative_rng"]

@@ -143,7 +143,7 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     from recfit.training.run import build
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as training did: same random init
-    built = build(cfg)
+    built = build(cfg, checkpoint)  # its frozen weights in place before item vectors are cached
     transfer = load_weights(
         built,
         load_state_dict(checkpoint, built.module),

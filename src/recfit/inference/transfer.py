@@ -65,14 +65,16 @@ def refresh_cached_features(built: Any) -> None:
 
 
 def changes_backbone(module: torch.nn.Module, state: dict[str, Any]) -> bool:
-    """True when `state` holds backbone weights other than those `module` was built with.
+    """True when `state` holds frozen backbone weights other than those `module` was built with.
 
-    A frozen pretrained backbone comes back from its verified reference identical, so the item
-    vectors that building the model read from the cache (or computed) are already the right ones.
+    Only frozen layers are cached (item vectors, a frozen prefix's states). A frozen pretrained
+    backbone comes back from its verified reference identical, and `build(cfg, checkpoint)` put the
+    frozen weights a checkpoint holds (taken from a parent run) in place before caching, so the cached
+    features are already the right ones; this is the safety net for a module built otherwise.
     """
-    own = module.state_dict()
+    frozen = {name: p for name, p in module.named_parameters() if not p.requires_grad}
     return any(
-        name.startswith(BACKBONE_PREFIX) and name in own and not torch.equal(own[name], tensor)
+        name.startswith(BACKBONE_PREFIX) and name in frozen and not torch.equal(frozen[name], tensor)
         for name, tensor in state.items()
     )
 

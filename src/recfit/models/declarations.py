@@ -17,20 +17,22 @@ from recfit.tasks.base import TaskShape
 class ModelDeclaration:
     """inputs: what each batch carries for it (a recfit.data.datamodule.BatchInputs value);
     shapes: the outputs it gives, which decide the tasks it can do;
-    modalities: the backbone modalities it reads (`none`: no backbone)."""
+    modalities: the backbone modalities it reads (`none`: no backbone);
+    user_encoders: its user tower can be a user encoder over histories (`model.user_encoder`)."""
 
     inputs: str
     shapes: tuple[TaskShape, ...]
     modalities: tuple[str, ...]
+    user_encoders: bool = False
 
 
 PAIR, RANKED, ROW = TaskShape.pair_score, TaskShape.catalogue_ranking, TaskShape.row_label
 
 MODELS: dict[str, ModelDeclaration] = {
     # item tower over item content (text or images) + user tower; scores pairs and ranks the catalogue
-    "two_tower": ModelDeclaration("item_content", (PAIR, RANKED), ("text", "image")),
+    "two_tower": ModelDeclaration("item_content", (PAIR, RANKED), ("text", "image"), user_encoders=True),
     # ID embeddings only
-    "mf": ModelDeclaration("ids", (PAIR, RANKED), ("none",)),
+    "mf": ModelDeclaration("ids", (PAIR, RANKED), ("none",), user_encoders=True),
     # one text sequence per row -> head: scores pairs and labels text rows, cannot rank a catalogue
     "cross_encoder": ModelDeclaration("pair_text", (PAIR, ROW), ("text",)),
     # training counts: ranks the catalogue by popularity

@@ -8,9 +8,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recfit.errors import RecfitError
+from recfit.models.user_encoders import UserEncoder, UserEncoderSpec, build_user_encoder
+
 
 class DotProductRecommender(nn.Module):
-    """User tower = ID embedding. Subclasses say how item vectors are made (`encode_items`).
+    """User tower = ID embedding, or a user encoder over the user's history of item vectors
+    (`attach_user_encoder`). Subclasses say how item vectors are made (`encode_items`).
 
     normalize: L2-normalise both vectors, so scores are cosines (softmax ranking with a temperature).
     biases: add user, item and global biases (rating and ctr); ranking never uses them, so a
@@ -44,6 +48,37 @@ class DotProductRecommender(nn.Module):
         self.num_tasks = num_tasks
         if num_tasks > 1:
             self.task_heads = nn.Parameter(torch.ones(num_tasks, embedding_dim))
+        self.user_encoder: UserEncoder | None = None
+        self.max_history: int | None = None
+
+    def attach_user_encoder(self, spec: UserEncoderSpec) -> None:
+        """Make users from their histories with the encoder `spec` names (nothing for `id`).
+
+        Subclasses call it last in their constructor: the encoder's weights are drawn after every
+        other module's, so an `id` run draws the random numbers it always drew. The user ID embedding
+        is dropped: a history-encoded user has no vector of its own (and DDP wants no unused weights).
+        """
+        encoder = build_user_encoder(spec, self.user_embedding.embedding_dim)
+        if encoder is None:
+            return
+        self.user_encoder = encoder
+        self.max_history = spec.max_history
+        del self.user_embedding
+
+    @property
+    def encodes_histories(self) -> bool:
+        """Whether user vectors come from histories (`encode_histories`) rather than user IDs."""
+        return self.user_encoder is not None
+
+    def encode_histories(
+        self, items: torch.Tensor, mask: torch.Tensor, item_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, d] user vectors from right-padded histories: `items` [B, L] item codes (any value where
+        `mask` [B, L] is False) looked up in `item_vectors` [num_items, d], the very vectors that are
+        scored, so gradients reach the item tower through both sides."""
+        history = item_vectors[items.clamp(min=0)] * mask.unsqueeze(-1).to(item_vectors.dtype)
+        vectors = self.user_encoder.encode(history, mask)
+        return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def set_output_offset(self, value: float | list[float]) -> None:
         """Start predictions at `value` (the mean training rating, or the base rate's logit); one per task."""
@@ -54,6 +89,11 @@ class DotProductRecommender(nn.Module):
         raise NotImplementedError
 
     def encode_users(self, users: torch.Tensor) -> torch.Tensor:
+        if self.user_encoder is not None:  # a user is a history here: there is no vector per user ID
+            raise RecfitError(
+                f"this model encodes users from their item histories (user encoder "
+                f"{type(self.user_encoder).__name__}), not from user IDs: give it a history"
+            )
         vectors = self.user_embedding(users)
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 

@@ -14,7 +14,7 @@ PART_MODULES: dict[TransferPart, tuple[str, ...]] = {
     TransferPart.backbone: ("backbone",),
     # what turns an item into a vector besides the backbone: projection, item IDs and their biases
     TransferPart.item_tower: ("projection", "item_embedding", "item_bias", "item_weight", "item_side"),
-    TransferPart.user_tower: ("user_embedding", "user_bias", "user_weight", "user_side"),
+    TransferPart.user_tower: ("user_embedding", "user_encoder", "user_bias", "user_weight", "user_side"),
     # what turns features into the task's output: the cross-encoder's head, the global offset, and a
     # multi-task dot-product model's per-task maps
     TransferPart.head: ("head", "global_bias", "bias", "task_heads"),

@@ -8,11 +8,13 @@ from torch import nn
 from recfit.models.backbone import Backbone
 from recfit.models.dot_product import DotProductRecommender
 from recfit.models.frozen_prefix import FrozenPrefixCache
+from recfit.models.user_encoders import user_encoder_spec
 
 
 class TwoTower(DotProductRecommender):
     """Item vector = projection(pool(backbone(item text or image))) [+ an item ID embedding];
-    user vector = ID embedding.
+    user vector = ID embedding, or a user encoder over the user's history of those item vectors
+    (`user_encoder`, task next_item), so a fine-tuned backbone learns from both sides.
 
     The optional ID embedding starts at zero, so an item never seen in training (cold) is scored
     from its content alone, while warm items can learn what their content does not say.
@@ -32,6 +34,7 @@ class TwoTower(DotProductRecommender):
         normalize: bool = False,
         biases: bool = False,
         num_tasks: int = 1,
+        user_encoder: object = None,
         **_: object,
     ) -> None:
         super().__init__(num_users, num_items, embedding_dim, normalize, biases, num_tasks)
@@ -42,6 +45,7 @@ class TwoTower(DotProductRecommender):
             nn.init.zeros_(self.item_embedding.weight)
         self.register_buffer("cached_features", torch.empty(0), persistent=False)
         self.prefix_cache: FrozenPrefixCache | None = None  # set when the first layers are frozen
+        self.attach_user_encoder(user_encoder_spec(user_encoder))
 
     @torch.no_grad()
     def cache_item_features(self, item_batches) -> None:

@@ -30,22 +30,26 @@ scores, we exclude them exactly (the same up to exp(-10000)).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recfit.config.schema import UserEncoderName
 from recfit.errors import ConfigError
 
-ID, MEAN, GRU, TRANSFORMER = "id", "mean", "gru", "transformer"
-USER_ENCODERS = (ID, MEAN, GRU, TRANSFORMER)
+ID, MEAN, GRU, TRANSFORMER = (name.value for name in UserEncoderName)
+USER_ENCODERS = tuple(name.value for name in UserEncoderName)
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}  # F.gelu is the exact (erf) form, as RecBole's
 
 
 @dataclass(frozen=True)
 class UserEncoderSpec:
-    """What `build_user_encoder` needs; mirrors the future `model.user_encoder` config group.
+    """What `build_user_encoder` needs; `model.user_encoder` (recfit.config.schema.UserEncoderConfig)
+    sets the fields it names, the others keep these defaults.
 
     `None` means the encoder's own default (SASRec's for `transformer`, GRU4Rec's for `gru`).
     """
@@ -61,6 +65,24 @@ class UserEncoderSpec:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02  # transformer: std of the normal weight initialisation
     gru_hidden_size: int = 128  # gru: state size (GRU4Rec's hidden_size)
+
+
+def user_encoder_spec(config: Mapping[str, Any] | UserEncoderSpec | None) -> UserEncoderSpec:
+    """The spec of a `model.user_encoder` config (a mapping; None: the `id` default). An enum name is
+    taken by its value; a null field keeps the spec's default where the spec has no null."""
+    if config is None:
+        return UserEncoderSpec()
+    if isinstance(config, UserEncoderSpec):
+        return config
+    known = {field.name: field for field in fields(UserEncoderSpec)}
+    values: dict[str, Any] = {}
+    for key, value in dict(config).items():
+        if key not in known:
+            raise ConfigError(f"unknown user encoder setting '{key}' (known: {', '.join(known)})")
+        if value is None and known[key].default is not None:
+            continue
+        values[key] = getattr(value, "value", value)
+    return UserEncoderSpec(**values)
 
 
 def check_max_history(max_history: int) -> int:

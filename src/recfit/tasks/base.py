@@ -63,6 +63,7 @@ class Task:
     multi_domain: ClassVar[bool] = True  # trains on several data sets at once (`dataset=[a,b]`)
     labelled_text: ClassVar[bool] = False  # reads labelled text rows (dataset=text_csv), and only it does
     class_names: ClassVar[tuple[str, ...] | None] = None  # its classes when fixed (class weights' order)
+    reads_histories: ClassVar[bool] = False  # rows are user histories: user encoders apply (next_item)
 
     def __init__(self, settings: Any = None, loss: LossName | str | None = None, prefix: str = "") -> None:
         self.settings = settings
@@ -105,6 +106,11 @@ class Task:
     def needs_negatives(self) -> bool:
         """Training batches carry one sampled negative item per row."""
         return False
+
+    def sequence_plan(self, cfg: Any) -> Any:
+        """For a task whose rows are user histories: how the data module cuts them
+        (recfit.data.datamodule.SequencePlan); None: rows are interactions."""
+        return None
 
     def protocol(self, cfg: Any, num_items: int, domains: list[str] | None) -> str:
         """How the held-out data is evaluated, for the run record."""

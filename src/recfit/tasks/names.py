@@ -16,6 +16,7 @@ class TaskName(str, Enum):
     ctr = "ctr"
     ranking = "ranking"
     text_classification = "text_classification"
+    next_item = "next_item"
 
 
 class LossName(str, Enum):
@@ -23,3 +24,11 @@ class LossName(str, Enum):
     bce = "bce"
     cross_entropy = "cross_entropy"
     bpr = "bpr"
+
+
+class Negatives(str, Enum):
+    """What a next-item softmax puts against each target item (`loss.negatives`)."""
+
+    full = "full"  # every item of the catalogue
+    sampled = "sampled"  # loss.num_negatives items drawn by training frequency, shared by the batch
+    in_batch = "in_batch"  # the other target items of the batch

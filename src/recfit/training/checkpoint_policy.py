@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -67,9 +68,12 @@ def checkpoint_callbacks(
     return best, callbacks
 
 
-def attach_frozen_policy(module: pl.LightningModule, cfg: DictConfig) -> None:
-    """Make `module`'s checkpoints hold its frozen pretrained backbone by reference (or not)."""
-    module.frozen_weights = FrozenWeights.of(cfg.backbone, cfg.checkpoint.save_frozen)
+def attach_frozen_policy(
+    module: pl.LightningModule, cfg: DictConfig, lineage: dict[str, Any] | None = None
+) -> None:
+    """Make `module`'s checkpoints hold its frozen pretrained backbone by reference (or not), and the
+    init_from `lineage` of a child run."""
+    module.frozen_weights = FrozenWeights.of(cfg.backbone, cfg.checkpoint.save_frozen, lineage)
 
 
 def retain_checkpoints(run_dir: Path, keep: CheckpointKeep | str) -> list[str]:

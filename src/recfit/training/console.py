@@ -1,18 +1,21 @@
 """What a run shows in the terminal: the composed config as a tree at the start, a rich progress bar
 with live metrics while it trains (the final metrics table is recfit.report's). `quiet` turns all of
-it off; by default sweeps (-m) are quiet and single runs are not."""
+it off; by default sweeps (-m) and the jobs `recfit sweep resume` runs again are quiet, single runs
+are not. The model summary goes to train.log only."""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -25,11 +28,25 @@ from recfit.run_folder import CONFIG_TREE_FILE, write_text_atomic
 FIRST = ("experiment_name", "seed", "backbone", "dataset", "split", "task", "model", "loss", "optimizer")
 
 
+_resuming_sweep = False  # True while `recfit sweep resume` runs a sweep's jobs in this process
+
+
+@contextmanager
+def sweep_jobs() -> Iterator[None]:
+    """Runs started inside are a sweep's jobs (`recfit sweep resume` runs each as a single run)."""
+    global _resuming_sweep
+    before, _resuming_sweep = _resuming_sweep, True
+    try:
+        yield
+    finally:
+        _resuming_sweep = before
+
+
 def is_quiet(cfg: DictConfig) -> bool:
-    """`quiet` as set, or, when null, whether this is a job of a sweep."""
+    """`quiet` as set, or, when null, whether this is a job of a sweep (or of a resumed sweep)."""
     if cfg.get("quiet") is not None:
         return bool(cfg.quiet)
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return _resuming_sweep or (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
 
 
 def config_tree(cfg: DictConfig) -> Tree:
@@ -60,13 +77,14 @@ def show_config(cfg: DictConfig, run_dir: Path, quiet: bool) -> None:
 
 
 def trainer_display(cfg: DictConfig, quiet: bool) -> tuple[list[pl.Callback], dict[str, bool]]:
-    """Callbacks and Trainer arguments for the terminal: a rich bar with live metrics, or, when quiet,
-    neither a bar nor the model summary."""
-    if quiet:
-        return [], {"enable_progress_bar": False, "enable_model_summary": False}
-    if not cfg.trainer.enable_progress_bar:
-        return [], {"enable_progress_bar": False}
-    return [RichProgressBar(leave=True)], {"enable_progress_bar": True}
+    """Callbacks and Trainer arguments for the terminal: a rich bar with live metrics unless quiet (or
+    `trainer.enable_progress_bar=false`). The model summary is logged, so it lands in train.log only
+    (`TrainLogOnly` keeps Lightning's INFO lines off the terminal); left to itself, Lightning would
+    print a rich table to the terminal and not log it."""
+    summary = ModelSummary(max_depth=1)
+    if quiet or not cfg.trainer.enable_progress_bar:
+        return [summary], {"enable_progress_bar": False}
+    return [RichProgressBar(leave=True), summary], {"enable_progress_bar": True}
 
 
 # Library chatter that train.log keeps and the terminal does not show (issue 16): Lightning's INFO lines

@@ -9,12 +9,15 @@ mismatch (the model files changed since the run) is one line, never silently oth
 
 Frozen tensors that cannot be loaded again from a model id stay inside the checkpoint: random
 initialisations (`pretrained: false`) and weights taken from a parent run (`init_from`). So does
-everything with `checkpoint.save_frozen: true`.
+everything with `checkpoint.save_frozen: true`. A run started from a parent (`init_from`) also writes
+its lineage into every checkpoint, so that resuming or loading it never reads the parent's folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,18 +32,51 @@ REFERENCE_KEY = "recfit_frozen_reference"  # the checkpoint entry that replaces 
 REFERENCE_FORMAT = 1  # bump when the hash recipe changes
 BACKBONE_PREFIX = "recommender.backbone."  # where a recommender's backbone sits in RecModule's state
 CHANGED_BY_PARENT = "changed_by_parent"  # recommender attribute: names init_from overwrote (see init_from)
+LINEAGE_KEY = "recfit_init_from"  # the checkpoint entry holding an init_from child's lineage
 DIGEST_CHARS = 12  # of a SHA-256, in error lines
 
 
+# Digests of the same live parameters, computed once: a frozen backbone is hashed for the item vector
+# cache's key and again for its checkpoints' reference (90 MB for MiniLM, a large share of a cached
+# sweep job). Keyed by each tensor's name, identity, storage and version counter (bumped by every
+# in-place write), and valid only while weak references show the very same tensors are alive.
+_MEMO: OrderedDict[tuple, tuple[tuple[weakref.ref, ...], str]] = OrderedDict()
+_MEMO_SIZE = 8
+
+
+def _memo_key(named: list[tuple[str, torch.Tensor]]) -> tuple:
+    return tuple((name, id(t), t.data_ptr(), t._version) for name, t in named)
+
+
 def weights_digest(named: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """SHA-256 over each tensor's name, dtype, shape and bytes, in the order given."""
+    """SHA-256 over each tensor's name, dtype, shape and bytes, in the order given.
+
+    Given a module's own parameters (not `state_dict()` copies), the digest is remembered while they
+    are alive and unchanged, so hashing the same frozen weights again costs nothing.
+    """
+    named = list(named)
+    key = _memo_key(named)
+    remembered = _MEMO.get(key)
+    if remembered is not None and all(ref() is t for ref, (_, t) in zip(remembered[0], named, strict=True)):
+        _MEMO.move_to_end(key)
+        return remembered[1]
     digest = hashlib.sha256()
     for name, tensor in named:
         tensor = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         if tensor.numel():
             digest.update(tensor.view(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
+    found = digest.hexdigest()
+    if all(isinstance(t, nn.Parameter) for _, t in named):  # state_dict() copies die at once: not kept
+        _MEMO[key] = (tuple(weakref.ref(t) for _, t in named), found)
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return found
+
+
+def parameters_by_name(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s parameters by state-dict name (the live tensors, so their digests are remembered)."""
+    return dict(module.named_parameters(remove_duplicate=False))
 
 
 def frozen_backbone_names(module: nn.Module) -> list[str]:
@@ -63,13 +99,16 @@ class FrozenWeights:
 
     backbone: dict[str, Any]  # the run's backbone config, plain: what rebuilds the frozen tensors
     save_frozen: bool = False  # checkpoint.save_frozen: keep them in every checkpoint anyway
+    lineage: dict[str, Any] | None = None  # init_from: the parent and what was taken (JSON-like)
     _digests: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, backbone: DictConfig, save_frozen: bool) -> FrozenWeights:
-        """The policy for a run whose backbone config is `backbone`."""
+    def of(
+        cls, backbone: DictConfig, save_frozen: bool, lineage: dict[str, Any] | None = None
+    ) -> FrozenWeights:
+        """The policy for a run whose backbone config is `backbone` (and parent, `lineage`)."""
         plain = OmegaConf.to_container(backbone, resolve=True, enum_to_str=True)
-        return cls(backbone=plain, save_frozen=save_frozen)
+        return cls(backbone=plain, save_frozen=save_frozen, lineage=lineage)
 
     @property
     def reloadable(self) -> bool:
@@ -80,12 +119,15 @@ class FrozenWeights:
         """The hash of `module`'s tensors `names`; frozen tensors never change, so it is kept."""
         key = tuple(names)
         if key not in self._digests:
-            state = module.state_dict()
-            self._digests[key] = weights_digest((name, state[name]) for name in names)
+            tensors = {**module.state_dict(), **parameters_by_name(module)}
+            self._digests[key] = weights_digest((name, tensors[name]) for name in names)
         return self._digests[key]
 
     def strip(self, module: nn.Module, checkpoint: dict[str, Any]) -> None:
-        """Replace the frozen, reloadable backbone tensors of `checkpoint` by a reference to them."""
+        """Replace the frozen, reloadable backbone tensors of `checkpoint` by a reference to them (and
+        write the init_from lineage in it: what the run took is then all inside the checkpoint)."""
+        if self.lineage is not None:
+            checkpoint[LINEAGE_KEY] = self.lineage
         if self.save_frozen or not self.reloadable:
             return
         changed = set(getattr(module.recommender, CHANGED_BY_PARENT, ()))
@@ -157,6 +199,10 @@ def restore_into(module: nn.Module, checkpoint: dict[str, Any], where: str = "ch
         return
     state = module.state_dict()
     policy = getattr(module, "frozen_weights", None)
-    digest = (lambda names: policy.digest(module, names)) if isinstance(policy, FrozenWeights) else None
+    if isinstance(policy, FrozenWeights):
+        digest = lambda names: policy.digest(module, names)  # noqa: E731
+    else:
+        tensors = {**state, **parameters_by_name(module)}
+        digest = lambda names: weights_digest((name, tensors[name]) for name in names)  # noqa: E731
     checkpoint["state_dict"].update(resolve(reference, state.get, where, digest))
     del checkpoint[REFERENCE_KEY]

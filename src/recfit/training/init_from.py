@@ -6,6 +6,10 @@ embeddings; another label set: the head) keeps its fresh initialisation, and eac
 in one log line. The head is also left fresh when the parent was trained for another task: its
 output meant something else there, whatever its shape. Returns the lineage that metrics.json and
 run_info.json record.
+
+A child never needs its parent's folder again once it has started: every checkpoint it writes holds
+the lineage and the weights it took (the frozen ones too, when no model id names them), so resuming
+it, evaluating it or taking it as a parent reads the child's own folder (`starting_weights`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from recfit.config.schema import TransferPart
 from recfit.errors import DataError
 from recfit.models.parts import is_adapter, part_of, plain_name
 from recfit.training.checkpoint_state import read_checkpoint
-from recfit.training.frozen_reference import BACKBONE_PREFIX, CHANGED_BY_PARENT, reference_of, resolve
+from recfit.training.frozen_reference import (
+    BACKBONE_PREFIX,
+    CHANGED_BY_PARENT,
+    LINEAGE_KEY,
+    reference_of,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +151,59 @@ def take_parent_weights(cfg: DictConfig, recommender: nn.Module, task: str) -> d
         parent.checkpoint,
     )
     return lineage
+
+
+def _frozen_names(recommender: nn.Module) -> dict[str, torch.Tensor]:
+    """The recommender's frozen parameters by state-dict name (what frozen caches are computed from)."""
+    return {
+        name: p for name, p in recommender.named_parameters(remove_duplicate=False) if not p.requires_grad
+    }
+
+
+def take_frozen_weights(checkpoint: dict[str, Any], recommender: nn.Module) -> frozenset[str]:
+    """Put the frozen tensors a checkpoint of this run holds into `recommender`, before any frozen cache
+    (item vectors, a frozen prefix's states) is computed from them; returns the names that changed.
+
+    Frozen tensors never change in training, so the checkpoint's are those the run started with: its
+    own pretrained or seeded ones (a no-op), or those it took from a parent run (init_from). Tensors it
+    holds by reference are the model's own already. Names or shapes that do not fit are left to the
+    strict load that follows (which says what does not fit).
+    """
+    frozen = _frozen_names(recommender)
+    taken: dict[str, torch.Tensor] = {}
+    for name, tensor in checkpoint["state_dict"].items():
+        own = frozen.get(name[len(MODULE_PREFIX) :]) if name.startswith(MODULE_PREFIX) else None
+        if own is not None and own.shape == tensor.shape and not torch.equal(own, tensor):
+            taken[name[len(MODULE_PREFIX) :]] = tensor
+    if taken:
+        recommender.load_state_dict(taken, strict=False)
+    return frozenset(taken)
+
+
+def starting_weights(
+    cfg: DictConfig, recommender: nn.Module, task: str, checkpoint_path: str | None = None
+) -> dict[str, Any] | None:
+    """Put the weights a run starts from into `recommender`; returns its init_from lineage, if any.
+
+    `checkpoint_path` (loading a trained run) or `cfg.ckpt_path` (resuming one): the frozen weights
+    come from that checkpoint of the run itself, and the lineage from what its checkpoints embed, so
+    the parent run's folder is not read (it may be gone). A fresh run with `init_from.path` takes
+    them from the parent; a checkpoint without a lineage (written before lineages were embedded) too.
+    """
+    own_checkpoint = checkpoint_path or (cfg.ckpt_path if cfg.init_from.path else None)
+    if own_checkpoint:
+        checkpoint = read_checkpoint(own_checkpoint)
+        lineage = checkpoint.get(LINEAGE_KEY)
+        if checkpoint_path or lineage is not None:
+            changed = take_frozen_weights(checkpoint, recommender)
+            setattr(recommender, CHANGED_BY_PARENT, changed)
+            if lineage is not None and not checkpoint_path:
+                log.info(
+                    "init_from: resuming; the weights taken from %s are in %s",
+                    lineage["checkpoint"],
+                    own_checkpoint,
+                )
+            return lineage
+    if cfg.init_from.path:
+        return take_parent_weights(cfg.init_from, recommender, task)
+    return None

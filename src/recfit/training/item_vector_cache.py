@@ -4,8 +4,9 @@ A frozen item tower pools every item to the same vector in every run of a sweep,
 computed once and stored under `<paths.data_dir>/cache/item_vectors/<key>.safetensors`. The key is a
 SHA-256 over everything that decides the vectors' bits:
 
-- the backbone's weights (every state_dict tensor's name, dtype, shape and bytes: pretrained files and
-  random initialisations alike), its class and its config (architecture, attention implementation);
+- the backbone's weights (every parameter's and buffer's name, dtype, shape and bytes: pretrained
+  files and random initialisations alike), its class and its config (architecture, attention
+  implementation);
 - the exact inputs it reads: every batch of encoded item content (token ids, masks and token types,
   or pixels) in the order and padding it is encoded with, which covers the item texts or images, the
   tokenizer, the text template, max_length, image size and the evaluation batch size;
@@ -33,11 +34,12 @@ from safetensors.torch import save_file
 from recfit.models.backbone import Backbone
 from recfit.models.two_tower import TwoTower
 from recfit.run_folder import replace_atomic
+from recfit.training.frozen_reference import BACKBONE_PREFIX, parameters_by_name, weights_digest
 
 log = logging.getLogger(__name__)
 
 CACHE_SUBDIR = Path("cache") / "item_vectors"
-KEY_FORMAT = 1  # bump when the key's recipe changes, so old files are never mistaken for new ones
+KEY_FORMAT = 2  # bump when the key's recipe changes, so old files are never mistaken for new ones
 LOCK_TIMEOUT_S = 3600.0  # a job waits this long for another to finish encoding, then encodes itself
 TENSOR = "vectors"
 
@@ -58,10 +60,12 @@ def _update_with_tensor(digest: hashlib._Hash, name: str, tensor: torch.Tensor) 
     digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over every state_dict tensor (name, dtype, shape, bytes), in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+def backbone_digest(backbone: Backbone) -> str:
+    """SHA-256 over the backbone's parameters (as its checkpoints' frozen-weights reference hashes them,
+    so the two share one computation) and its buffers (name, dtype, shape, bytes)."""
+    parameters = [(f"{BACKBONE_PREFIX}{name}", p) for name, p in parameters_by_name(backbone).items()]
+    digest = hashlib.sha256(weights_digest(parameters).encode())
+    for name, tensor in sorted(backbone.named_buffers(remove_duplicate=False)):
         _update_with_tensor(digest, name, tensor)
     return digest.hexdigest()
 
@@ -81,7 +85,7 @@ def cache_key(backbone: Backbone, item_batches: Iterable[tuple[torch.Tensor, dic
         "transformers": transformers.__version__,
     }
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    digest.update(weights_digest(backbone.model).encode())
+    digest.update(backbone_digest(backbone).encode())
     for codes, content in item_batches:
         _update_with_tensor(digest, "items", codes)
         for name in sorted(content):

@@ -6,13 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.schema import CSVLoggerConfig
 from recfit.run_folder import CONFIG_TREE_FILE
+from recfit.training.atomic_writes import AtomicCSVLogger
+
+# metrics.csv is a run-folder file: written atomically (recfit.training.atomic_writes)
+ATOMIC_CSV_LOGGER = f"{AtomicCSVLogger.__module__}.{AtomicCSVLogger.__qualname__}"
 
 
 def mlflow_metric_name(name: str) -> str:
@@ -36,6 +40,8 @@ def run_name(run_dir: Path) -> str:
 def _run_arguments(key: str, node: DictConfig, run_dir: Path) -> dict[str, Any]:
     """What each logger needs from this run beyond its config: where to write, and what to call the run."""
     arguments: dict[str, Any] = {"save_dir": str(run_dir)}
+    if get_class(str(node._target_)) is CSVLogger:
+        arguments["_target_"] = ATOMIC_CSV_LOGGER
     if key == "mlflow":
         arguments["run_name"] = node.run_name or run_name(run_dir)
         arguments["tags"] = {**node.tags, "run_dir": str(run_dir.resolve())}
@@ -58,7 +64,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
         if node is not None
     ]
     if cfg.logger.get("csv") is None:
-        loggers.append(instantiate(OmegaConf.structured(CSVLoggerConfig), save_dir=str(run_dir)))
+        node = OmegaConf.structured(CSVLoggerConfig)
+        loggers.append(instantiate(node, **_run_arguments("csv", node, run_dir)))
     return loggers
 
 

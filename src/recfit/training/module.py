@@ -66,6 +66,7 @@ class RecModule(pl.LightningModule):
             if multitask is not None
             else [make_task(task.name, task, loss.name)]
         )
+        self.loss_settings = loss  # what a task's loss reads besides these (next_item: its negatives)
         self.temperature = loss.temperature
         self.l2 = loss.l2
         self.optimizer_cfg = optimizer

@@ -47,13 +47,14 @@ def sampled_softmax_loss(
     item_vectors: torch.Tensor,
     targets: torch.Tensor,
     negatives: torch.Tensor,
-    log_q: torch.Tensor,
+    log_q: torch.Tensor | None,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Mean cross-entropy of each target against the shared sampled `negatives` ([S] item codes).
 
     item_vectors: [num_items, d], or any table indexed by item code (only targets and negatives are
-    read); log_q: [num_items] log probability of drawing each item as a negative (each draw).
+    read); log_q: [num_items] log probability of drawing each item as a negative (each draw), or None
+    for no correction (the negatives' plain scores).
     """
     queries, targets = _valid_rows(queries, targets)
     return _corrected_softmax(
@@ -65,13 +66,14 @@ def in_batch_softmax_loss(
     queries: torch.Tensor,
     target_vectors: torch.Tensor,
     targets: torch.Tensor,
-    log_q: torch.Tensor,
+    log_q: torch.Tensor | None,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Sampled softmax whose negatives are the batch's own targets (their vectors: `target_vectors`).
 
     target_vectors: [..., d], one per target (a content tower encodes only the batch's items);
-    log_q: [num_items] log share of each item among the training targets (`log_frequency`).
+    log_q: [num_items] log share of each item among the training targets (`log_frequency`), or None
+    for no correction.
     """
     real = targets.reshape(-1) >= 0
     vectors = target_vectors.reshape(-1, target_vectors.shape[-1])[real]
@@ -85,13 +87,15 @@ def _corrected_softmax(
     targets: torch.Tensor,
     negative_vectors: torch.Tensor,
     negatives: torch.Tensor,
-    log_q: torch.Tensor,
+    log_q: torch.Tensor | None,
     temperature: float,
 ) -> torch.Tensor:
-    """Column 0: the positive; columns 1..S: negatives corrected by -log(S q), accidental hits masked."""
+    """Column 0: the positive; columns 1..S: negatives corrected by -log(S q) (none when log_q is
+    None), accidental hits masked."""
     positive = (queries * positive_vectors).sum(-1, keepdim=True) / temperature  # [N, 1]
-    correction = log_q[negatives] + math.log(len(negatives))
-    sampled = queries @ negative_vectors.T / temperature - correction[None, :]  # [N, S]
+    sampled = queries @ negative_vectors.T / temperature  # [N, S]
+    if log_q is not None:
+        sampled = sampled - (log_q[negatives] + math.log(len(negatives)))[None, :]
     sampled = sampled.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
     logits = torch.cat([positive, sampled], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=queries.device))

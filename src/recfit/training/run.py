@@ -13,7 +13,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import pandas as pd
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -38,20 +37,24 @@ from recfit.run_folder import (
     METRICS_FILE,
     PER_USER_FILE,
     RUN_INFO_FILE,
+    DiskFullError,
     RunResult,
     Status,
     clean_metrics,
     describe,
     new_record,
     now_iso,
+    release_space,
+    reserve_space,
     write_json_atomic,
 )
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import checkpoint_policy, console, curves, run_info
+from recfit.training.atomic_writes import AtomicCheckpointIO
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
-from recfit.training.init_from import take_parent_weights
+from recfit.training.init_from import starting_weights
 from recfit.training.interrupts import Interrupted, StopSignals
 from recfit.training.item_vector_cache import CACHE_SUBDIR, load_or_compute
 from recfit.training.loggers import build_loggers, close_loggers, log_config
@@ -92,9 +95,9 @@ def item_and_user_content(
     return items, users
 
 
-def _item_log_frequency(train: pd.DataFrame, num_items: int) -> torch.Tensor:
+def _item_log_frequency(counts: np.ndarray) -> torch.Tensor:
     """log of each item's share of training interactions (unseen items count as seen once)."""
-    counts = np.bincount(train[ITEM].to_numpy(), minlength=num_items).clip(min=1)
+    counts = counts.clip(min=1)
     return torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
 
@@ -141,11 +144,16 @@ def batch_plan(cfg: DictConfig, preprocessor: Any, frozen_item_states: str | Non
         negatives=primary.needs_negatives,
         candidates=cfg.task.candidates,
         cached_item_states=frozen_item_states is not None,
+        sequences=primary.sequence_plan(cfg),
     )
 
 
-def build(cfg: DictConfig) -> Built:
-    """Everything a Trainer needs, from a validated config: the parts constructed, then wired."""
+def build(cfg: DictConfig, checkpoint: str | Path | None = None) -> Built:
+    """Everything a Trainer needs, from a validated config: the parts constructed, then wired.
+
+    `checkpoint`: a checkpoint of this run that will be loaded (evaluation); its frozen weights are put
+    in place before the frozen caches are filled from them (see `init_from.starting_weights`).
+    """
     backbone = load_backbone(cfg.backbone)
     frozen_item_states = _frozen_item_states(cfg, backbone)
     datamodule = RecDataModule(
@@ -174,7 +182,7 @@ def build(cfg: DictConfig) -> Built:
         recommender.set_output_offset(primary.output_offset(targets["train"]))
     else:
         recommender.set_output_offset([t.output_offset(targets["train"][:, i]) for i, t in enumerate(tasks)])
-    lineage = take_parent_weights(cfg.init_from, recommender, primary.name) if cfg.init_from.path else None
+    lineage = starting_weights(cfg, recommender, primary.name, str(checkpoint) if checkpoint else None)
     if isinstance(recommender, Popularity):
         recommender.fit_counts(torch.as_tensor(splits.train[ITEM].to_numpy()))
 
@@ -199,7 +207,7 @@ def build(cfg: DictConfig) -> Built:
         num_classes=num_outputs,
         catalogue=datamodule,
         catalogue_batch_size=cfg.dataset.eval_batch_size,
-        item_log_frequency=_item_log_frequency(splits.train, data.num_items),
+        item_log_frequency=_item_log_frequency(datamodule.training_item_counts()),
         # per epoch: resampling changes an epoch's length, and the learning-rate schedule with it
         train_batches=math.ceil(datamodule.train_epoch_rows() / cfg.dataset.batch_size),
         class_weights=class_weights(
@@ -250,7 +258,7 @@ def _fit_and_test(
     monitor = monitor_key(cfg)
     # `checkpoint` stays first: with ddp_spawn, Lightning hands the first one's best path back to this process
     checkpoint, checkpoint_callbacks = checkpoint_policy.checkpoint_callbacks(cfg, run_dir, monitor)
-    checkpoint_policy.attach_frozen_policy(module, cfg)
+    checkpoint_policy.attach_frozen_policy(module, cfg, built.lineage)
     per_user = PerUserWriter(run_dir / PER_USER_FILE)
     throughput = TrainThroughput()
     callbacks: list[pl.Callback] = [*checkpoint_callbacks, RNGStateCallback(), per_user, throughput, stops]
@@ -267,6 +275,7 @@ def _fit_and_test(
         callbacks=callbacks + display_callbacks,
         logger=loggers,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],  # a checkpoint that fails to write leaves the previous one whole
         **display,
     )
     log_config(loggers, cfg, run_dir)
@@ -321,6 +330,7 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     stops.install()
     try:
         if owner:
+            reserve_space(run_dir)  # so that a full disk still lets the run record how it ended
             write_json_atomic(path, record)
         record["metrics"] = _fit_and_test(cfg, run_dir, record, stops)
         record["status"] = Status.completed
@@ -338,13 +348,28 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
                 record["finished_at"] = now_iso()
                 record["duration_s"] = round(time.time() - started, 3)
                 if owner:
-                    curves.join(run_dir)
-                    _write_outcome(run_dir, record, info)
+                    _end_records(run_dir, record, info)
                     if record["status"] == Status.completed:  # only now: until then last.ckpt can resume
                         checkpoint_policy.retain_checkpoints(run_dir, cfg.checkpoint.keep)
         finally:
             stops.uninstall()
     return RunResult(record["status"], record["metrics"], run_dir, record)
+
+
+def _end_records(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) -> None:
+    """Join the curves and write how the run ended. A full disk while joining fails the run (the
+    curves stay where they were, whole) but its record is still written: the reserved space is freed
+    for it first."""
+    try:
+        curves.join(run_dir)
+    except DiskFullError as error:
+        if record["status"] != Status.failed:
+            record.update(status=Status.failed, error=describe(error))
+        release_space(run_dir)
+        _write_outcome(run_dir, record, info)
+        raise
+    release_space(run_dir)
+    _write_outcome(run_dir, record, info)
 
 
 def _write_outcome(run_dir: Path, record: dict[str, Any], info: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ def pending_jobs(sweep_dir: Path) -> tuple[list[list[str]], list[int]]:
 def resume_sweep(sweep_dir: Path, extra_overrides: list[str]) -> int:
     """Re-run each failed, interrupted or missing job into its own numbered folder; returns an exit code."""
     from recfit.apps import launch
+    from recfit.training.console import sweep_jobs  # quiet by default, as the sweep's own jobs were
 
     jobs, pending = pending_jobs(sweep_dir)
     print(f"{sweep_dir}: {len(jobs) - len(pending)} of {len(jobs)} jobs completed; re-running {pending}")
@@ -50,7 +51,8 @@ def resume_sweep(sweep_dir: Path, extra_overrides: list[str]) -> int:
             attempts.mkdir(exist_ok=True)
             folder.rename(attempts / f"{number}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}")
         try:
-            launch([*jobs[number], *extra_overrides, f"hydra.run.dir={folder}"], in_process=True)
+            with sweep_jobs():
+                launch([*jobs[number], *extra_overrides, f"hydra.run.dir={folder}"], in_process=True)
         except RecfitError as error:  # the job's one line was printed; metrics.json, if any, says why
             log.error("job %d: %s", number, error)
         except Exception:  # a bug in one job never stops the others
