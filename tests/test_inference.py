@@ -417,7 +417,7 @@ def test_bad_inputs_give_one_line_and_leave_runs_untouched(trained, outputs, tmp
         (["recommend", str(failed), "--user", "1"], "did not complete (status failed: boom)"),
         (["recommend", run, "--user", "nobody"], "unknown user 'nobody' in data set 'synthetic'"),
         (["recommend", run, "--user", "1", "--k", "0"], "--k must be at least 1, got 0"),
-        (["recommend", run], "the following arguments are required: --user"),
+        (["recommend", run], "one of the arguments --user --history is required"),
         (["embed", run], "the following arguments are required: --items"),
         (["eval", run, "model=mf"], "'model' cannot change when using a trained model"),
         (["eval", run, "dataset.nope=1"], "unknown config key 'dataset.nope'"),

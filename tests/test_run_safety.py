@@ -132,6 +132,16 @@ def no_partial_files(folder: Path) -> None:
     assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_new_run_on_a_full_disk_is_refused_in_one_line_and_touches_no_other_run(full_disk, capsys):
+    disk, stopped = full_disk
+    before = tree_digest(stopped)
+    fill(disk)
+    result = run_cli(capsys, "train", *RUN, f"paths.output_dir={disk / 'outputs'}")
+    assert_one_line_error(result, "no space left on device while writing")
+    assert tree_digest(stopped) == before
+    assert list(stopped.parent.iterdir()) == [stopped]  # no empty folder left for the refused run
+
+
 def test_a_full_disk_at_the_start_of_a_resume_leaves_the_run_as_it_was(full_disk, capsys):
     disk, run = full_disk
     before = tree_digest(run, ignore=(LOCK_FILE,))  # taking the lock writes a new pid into .lock
@@ -179,6 +189,35 @@ def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(
         assert record["status"] == "failed" and "no space left on device" in record["error"]
         no_partial_files(run)
         assert tree_digest(stopped, ignore=(LOCK_FILE,)) == before
+    finally:
+        (disk / "filler").unlink(missing_ok=True)
+        shutil.rmtree(run)
+
+
+def test_a_full_disk_while_saving_curves_keeps_metrics_csv_whole(full_disk, capsys, monkeypatch):
+    """Lightning's CSV logger appends to metrics.csv in place (on a full disk: as much of the new rows
+    as fits in the file's last block, then an OSError); the curves must stay as last saved."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    disk, stopped = full_disk
+    outputs = disk / "outputs"
+    saved: list[bytes] = []
+
+    def fill_once_curves_exist(logger: CSVLogger) -> None:
+        curves = Path(logger.log_dir) / "metrics.csv"
+        if not saved and curves.is_file() and logger.experiment.metrics:
+            saved.append(curves.read_bytes())
+            fill(disk)
+
+    wrap(monkeypatch, CSVLogger, "save", fill_once_curves_exist)
+    result = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}")
+    (run,) = [p for p in (outputs / "runs" / "safety").iterdir() if p != stopped]
+    try:
+        assert saved, "metrics.csv was saved only once"
+        assert_one_line_error(result, f"no space left on device while writing {run / 'metrics.csv'}")
+        assert (run / "metrics.csv").read_bytes() == saved[0]
+        assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+        no_partial_files(run)
     finally:
         (disk / "filler").unlink(missing_ok=True)
         shutil.rmtree(run)

@@ -620,9 +620,26 @@ def test_an_id_sasrec_learns_the_synthetic_next_items_better_than_chance(tmp_pat
     assert record["metrics"]["test/hit@10"] > 1.5 * chance
 
 
-def test_recommend_for_a_user_id_of_a_history_model_is_one_line(next_item_runs, capsys):
-    result = run_cli(capsys, "recommend", next_item_runs["transformer"]["run_dir"], "--user", "1")
-    assert_one_line_error(result, "this model encodes users from their item histories")
+def test_next_item_settings_are_checked_before_torch_loads():
+    from helpers.imports import modules_loaded_by
+
+    bad = [*NEXT_ITEM, "model.user_encoder.name=transformer", "model.user_encoder.num_heads=3"]
+    code = (
+        "from recfit.config import compose, validate\n"
+        f"validate(compose({NEXT_ITEM + ['model.user_encoder.name=transformer']!r}))\n"
+        f"try:\n    validate(compose({bad!r}))\nexcept Exception as error:\n    print(error)\n"
+    )
+    assert modules_loaded_by(code) == []
+
+
+def test_sampled_softmax_without_the_correction_scores_negatives_as_they_are():
+    generator = torch.Generator().manual_seed(0)
+    queries, table = torch.randn(5, DIM, generator=generator), torch.randn(30, DIM, generator=generator)
+    targets, negatives = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([7, 8, 9, 1])
+    logits = torch.cat([(queries * table[targets]).sum(-1, keepdim=True), queries @ table[negatives].T], 1)
+    logits[1, 4] = float("-inf")  # row 1's own target drawn as a negative: an accidental hit, masked
+    expected = F.cross_entropy(logits, torch.zeros(5, dtype=torch.long))
+    assert torch.allclose(sampled_softmax_loss(queries, table, targets, negatives, None), expected)
 
 
 @pytest.mark.parametrize(

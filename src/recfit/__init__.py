@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["evaluate", "load_run", "predict", "train"]
+__all__ = ["evaluate", "load_run", "predict", "recommend", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    """`recfit.train`, `load_run`, `evaluate`, `predict`, imported on first use (a cheap import)."""
+    """`recfit.train`, `load_run`, `evaluate`, `predict`, `recommend`: imported on first use (cheap)."""
     if name in __all__:
         from recfit import api
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from recfit.inference.checkpoint import LoadedRun
     from recfit.inference.evaluate import EvalResult
     from recfit.inference.predict import Predictions
+    from recfit.inference.recommend import Recommendation
 
 
 def train(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
@@ -66,3 +67,29 @@ def predict(
     from recfit.inference.predict import predict as run_predict
 
     return run_predict(path, input, output, **columns)
+
+
+def recommend(
+    run: str | Path | LoadedRun,
+    user: str | None = None,
+    history: list[str] | str | None = None,
+    k: int = 10,
+) -> list[Recommendation]:
+    """`recfit recommend`: the k best unseen items for `user` (the data set's own id), or for a user not
+    in training given as `history` (item ids oldest first, a list or "ID,ID,..."; the run's
+    model.user_encoder must read histories). `run`: a run folder, or a `load_run` result (loads once).
+
+    Raises RecfitError (one line) for bad input: both or neither of user / history, an unknown user or
+    item, an empty or repeated history, k < 1.
+    """
+    from recfit.errors import RecfitError
+    from recfit.inference.checkpoint import LoadedRun
+    from recfit.inference.history import parse_history
+    from recfit.inference.recommend import recommend as run_recommend
+
+    if (user is None) == (history is None):
+        raise RecfitError("recommend takes exactly one of user= or history=")
+    if isinstance(history, str):
+        history = parse_history(history)
+    loaded = run if isinstance(run, LoadedRun) else load_run(run)
+    return run_recommend(loaded, user, k, None if history is None else [str(i) for i in history])

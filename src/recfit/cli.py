@@ -14,6 +14,7 @@ commands:
   rerun     rerun RUN_DIR [key=value ...]: run again from a run folder's overrides, into a new folder
   eval      eval RUN_DIR [key=value ...]: test a run's best checkpoint (or on other data) into a new folder
   recommend recommend RUN_DIR --user ID [--k 10] [--explain] [--format json]: a user's top-k unseen items
+            (--history ID,ID,... instead of --user: a user not in training, for history-encoder runs)
   embed     embed RUN_DIR --items [--output FILE]: export item vectors to Parquet
   predict   predict RUN_DIR --input new.csv [--output preds.csv]: predict each row; metrics if labelled
 

@@ -135,6 +135,11 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     record = read_record(run_dir)
     checkpoint = best_checkpoint(run_dir, record)
     original, cfg, combined = run_config(run_dir, list(overrides))
+    same = same_catalogue(original, cfg)
+    if not same:
+        from recfit.inference.history import check_history_transfer
+
+        check_history_transfer(cfg)  # before the model is built: an ID item tower cannot transfer
 
     import lightning.pytorch as pl
 
@@ -148,7 +153,7 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         built,
         load_state_dict(checkpoint, built.module),
         checkpoint,
-        same_catalogue(original, cfg),
+        same,
         cfg.model.name.value,
     )
     built.module.eval()

@@ -63,7 +63,14 @@ def eval_command(arguments: list[str]) -> int:
 def _recommend_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recfit recommend", description="A user's top-k unseen items.")
     _run_dir_argument(parser)
-    parser.add_argument("--user", required=True, help="the user's id as the data set's files spell it")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="the user's id as the data set's files spell it")
+    who.add_argument(
+        "--history",
+        metavar="ID,ID,...",
+        help="a user not in training, as the item ids they touched, oldest first (a run whose "
+        "model.user_encoder reads histories)",
+    )
     parser.add_argument("--k", type=int, default=10, help="how many items (default 10)")
     parser.add_argument("--explain", action="store_true", help="what drove each score")
     parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -71,18 +78,23 @@ def _recommend_parser() -> argparse.ArgumentParser:
 
 
 def recommend_command(arguments: list[str]) -> int:
-    """`recfit recommend RUN_DIR --user ID [--k 10] [--explain] [--format table|json]`."""
+    """`recfit recommend RUN_DIR (--user ID | --history ID,ID,...) [--k 10] [--explain] [--format ...]`."""
     try:
         options = _recommend_parser().parse_args(arguments)
         if options.k < 1:
             raise RecfitError(f"--k must be at least 1, got {options.k}")
+        from recfit.inference.history import check_explainable, parse_history
+
+        history = None if options.history is None else parse_history(options.history)
         from recfit.inference.checkpoint import load_run, read_record
 
         read_record(options.run_dir)  # a bad folder is refused before torch is imported
         loaded = load_run(options.run_dir)
         from recfit.inference.recommend import recommend, user_code
 
-        items = recommend(loaded, options.user, options.k)
+        if options.explain:
+            check_explainable(loaded, history)
+        items = recommend(loaded, options.user, options.k, history)
         explanations = None
         if options.explain:
             from recfit.inference.explain import explain
@@ -91,10 +103,11 @@ def recommend_command(arguments: list[str]) -> int:
             explanations = explain(loaded, code, [item.item_code for item in items])
     except RecfitError as error:
         return _fail(error)
+    who = options.user if options.history is None else f"history {options.history}"
     if options.format == "json":
-        print(json.dumps(_as_json(options.user, items, explanations), indent=2))
+        print(json.dumps(_as_json(who, items, explanations), indent=2))
     else:
-        _print_table(options.user, items, explanations)
+        _print_table(who, items, explanations)
     return 0
 
 

@@ -81,6 +81,10 @@ def score_all_items(loaded: Any, code: int) -> torch.Tensor:
         return _cross_encoder_scores(loaded, code)
     if not hasattr(recommender, "encode_users"):
         raise RecfitError(f"recommend does not support the {loaded.cfg.model.name.value} model")
+    if getattr(recommender, "encodes_histories", False):  # a user is their items: all of them, in order
+        from recfit.inference.history import history_scores, known_user_history
+
+        return history_scores(loaded, [known_user_history(loaded, code)])[0]
     user = recommender.encode_users(torch.tensor([code]))[0]
     scores = catalogue_vectors(loaded) @ user
     if isinstance(recommender, DotProductRecommender) and recommender.biases:
@@ -102,18 +106,31 @@ def _cross_encoder_scores(loaded: Any, code: int) -> torch.Tensor:
     return torch.cat(chunks)
 
 
-def recommend(loaded: Any, user: str, k: int) -> list[Recommendation]:
-    """The k best-scored items the user has not seen, best first (ties: lower code first)."""
+def recommend(
+    loaded: Any, user: str | None, k: int, history: list[str] | None = None
+) -> list[Recommendation]:
+    """The k best-scored items the user has not seen, best first (ties: lower code first). With
+    `history` (raw item ids, oldest first) instead of `user`: a user never trained on
+    (`recfit.inference.history`)."""
     if k < 1:
         raise RecfitError(f"--k must be at least 1, got {k}")
     if task_list(loaded.cfg):  # one output per task: which one ranks is not settled yet
         raise RecfitError("recommend needs one score per item; this multi-task run predicts one per task")
+    if history is not None:
+        from recfit.inference.history import recommend_for_history
+
+        return recommend_for_history(loaded, history, k)
     data = loaded.data
     code = user_code(data, user)
     scores = score_all_items(loaded, code).clone()
     scores[torch.as_tensor(seen_items(data, code), dtype=torch.long)] = -torch.inf
     if data.item_domain is not None:  # multi-domain: only the user's own domain's items
         scores[torch.as_tensor(data.item_domain != data.user_domain[code])] = -torch.inf
+    return top_recommendations(data, scores, k)
+
+
+def top_recommendations(data: Any, scores: torch.Tensor, k: int) -> list[Recommendation]:
+    """The k best of `scores` [num_items] (excluded items at -inf), best first, ties: lower code first."""
     available = int(torch.isfinite(scores).sum())
     values, codes = torch.sort(scores, descending=True, stable=True)
     count = min(k, available)

@@ -111,6 +111,10 @@ def load_weights(
             layer = getattr(recommender, name, None)
             if layer is not None:
                 layer.weight.zero_()
+        if recommender.encodes_histories:  # users are their histories in the new data: nothing to fold
+            from recfit.inference.history import ZERO_SHOT
+
+            return ZERO_SHOT
         recommender.user_embedding.weight.copy_(fold_in_users(built))
     return (
         "two_tower: backbone and projection transferred; item ID embedding zeroed (content only); "
