@@ -328,10 +328,12 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path):
+def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path, monkeypatch):
     import torch
 
     alone = train(tmp_path / "alone", *DDP_RUN)
+    # Lightning left the port it used in this process's environment: each launch below picks a free one
+    monkeypatch.delenv("MASTER_PORT", raising=False)
     outputs = tmp_path / "crashed"
     script = tmp_path / "crash_after_step.py"
     script.write_text(CRASH_AFTER_STEP)
