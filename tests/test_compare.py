@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -13,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy import stats
 
-from helpers.compare import compare, compare_json
+from helpers.compare import compare, compare_json, write_run
+from helpers.runs import train
 from recfit.compare.plots import use_log_axis
 from recfit.compare.significance import bootstrap_mean_cis, holm_adjust
 
@@ -33,58 +32,6 @@ JOBS = {
     4: (0.1, 1, 0.25, 0.001),
     5: (0.1, 2, 0.25, 0.001),
 }
-
-
-def write_run(
-    folder: Path,
-    *,
-    status: str = "completed",
-    seed: int = 0,
-    metrics: dict | None = None,
-    config: dict | None = None,
-    overrides: list[str] | None = None,
-    per_user: pd.DataFrame | None = None,
-    curve: list[float] | None = None,
-    monitor: str = "val/ndcg@10",
-    mode: str = "max",
-    task: str = "ranking",
-) -> Path:
-    """A run folder as `recfit train` writes it; pass config=None to leave .hydra out (a broken folder)."""
-    folder.mkdir(parents=True)
-    summary = {
-        "status": status,
-        "experiment": "exp",
-        "task": task,
-        "monitor": monitor,
-        "mode": mode,
-        "seed": seed,
-        "metrics": metrics or {},
-        "error": "boom" if status == "failed" else None,
-        "started_at": "2026-01-01T10:00:00+00:00",
-        "run_dir": str(folder),
-        "data": "synthetic",
-        "parameters": {"total": 10, "trainable": 5},
-        "best_checkpoint": None,
-    }
-    if status != "running":
-        summary.update(finished_at="2026-01-01T10:01:00+00:00", duration_s=60.0 + seed)
-    (folder / "metrics.json").write_text(json.dumps(summary))
-    if config is not None:
-        (folder / ".hydra").mkdir()
-        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides or []))
-    if curve is not None:
-        rows = [
-            {"epoch": epoch, "step": 10 * epoch + 9, "train/loss_step": 1.0 / (epoch + 1)}
-            for epoch in range(2)
-        ]
-        rows += [
-            {"epoch": epoch, "step": 10 * epoch + 9, monitor: value} for epoch, value in enumerate(curve)
-        ]
-        pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
-    if per_user is not None:
-        per_user.to_parquet(folder / "per_user.parquet", index=False)
-    return folder
 
 
 def ranking_per_user(job: int, effect: float) -> pd.DataFrame:
@@ -533,19 +480,11 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_real_runs(tmp_path_factory) -> Path:
-    """Two one-epoch tiny-BERT runs that differ only in their seed."""
+    """Two one-epoch tiny-BERT runs that differ only in their seed (trained in this process)."""
     outputs = tmp_path_factory.mktemp("real")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for seed in (1, 2):
-        result = subprocess.run(
-            [sys.executable, "-m", "recfit", "train", "backbone=tiny_bert", "trainer.max_epochs=1"]
-            + ["trainer.enable_progress_bar=false", f"seed={seed}", f"paths.output_dir={outputs}"],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        train(outputs, "backbone=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+              f"seed={seed}")  # fmt: skip
     return outputs
 
 

@@ -220,11 +220,20 @@ def hand_scored_ndcg(own, other) -> dict[int, float]:
     return ndcg
 
 
-def test_zero_shot_eval_scores_another_catalogues_users_from_their_histories(
-    text_run, loaded, outputs, capsys
-):
+@pytest.fixture(scope="module")
+def fine_tuned_run(outputs) -> Path:
+    """A GRU over a text tower whose top BERT layer is fine-tuned (the first one prefix-cached)."""
+    return train(
+        outputs, *TEXT_SASREC, "backbone.freeze=1", "model.user_encoder.name=gru",
+        "loss.negatives=sampled", "loss.num_negatives=20",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("run", ["text_run", "fine_tuned_run"])
+def test_zero_shot_eval_scores_another_catalogues_users_from_their_histories(run, outputs, capsys, request):
     from recfit.inference.history import ZERO_SHOT
 
+    text_run = request.getfixturevalue(run)
     before, run_before = eval_folders(outputs), tree_digest(text_run)
     code, out, err = run_cli(capsys, "eval", str(text_run), *OTHER_CATALOGUE)
     assert code == 0, err
@@ -239,7 +248,7 @@ def test_zero_shot_eval_scores_another_catalogues_users_from_their_histories(
     assert len(per_user) == 30
     assert per_user["ndcg@10"].mean() == pytest.approx(record["metrics"]["test/ndcg@10"])
     assert tree_digest(text_run) == run_before
-    by_hand = hand_scored_ndcg(loaded, recfit.load_run(text_run, OTHER_CATALOGUE))
+    by_hand = hand_scored_ndcg(recfit.load_run(text_run), recfit.load_run(text_run, OTHER_CATALOGUE))
     assert sum(value > 0 for value in by_hand.values()) >= 3  # not a table of zeros
     assert by_hand == pytest.approx(per_user["ndcg@10"].to_dict(), abs=1e-6)
 

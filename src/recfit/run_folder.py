@@ -39,6 +39,9 @@ CURVES_FILE = "metrics.csv"
 # a resumed run's earlier curves, until they are joined to the new ones (recfit.training.curves)
 EARLIER_CURVES_FILE = ".metrics.before-resume.csv"
 PER_USER_FILE = "per_user.parquet"
+# per_user.parquet of a next_item run: the test target item's number of training interactions, so that
+# `recfit compare --cold-items N` can report warm- and cold-item metrics (the target is the `item` column)
+ITEM_TRAIN_COUNT_COLUMN = "item_train_count"
 RUN_INFO_FILE = "run_info.json"
 CONFIG_TREE_FILE = "config_tree.txt"
 HYDRA_DIR = ".hydra"
@@ -128,6 +131,7 @@ def owned(run_dir: Path) -> Iterator[None]:
     process that dies, however it dies, so a killed run never stays locked.
     """
     run_dir = Path(run_dir)
+    new = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOCK_FILE, "a+") as handle:
         with contextlib.suppress(OSError):  # the folder's other files are 0644 whatever the umask
@@ -143,9 +147,15 @@ def owned(run_dir: Path) -> Iterator[None]:
             ) from None
         handle.seek(0)
         handle.truncate()
-        with writing(run_dir / LOCK_FILE):
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+        try:
+            with writing(run_dir / LOCK_FILE):  # unbuffered: a failed write leaves nothing to flush on close
+                os.write(handle.fileno(), f"{os.getpid()}\n".encode())
+        except DiskFullError:
+            if new:  # a new run that could not even start leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    (run_dir / LOCK_FILE).unlink()
+                    run_dir.rmdir()
+            raise
         try:
             yield
         finally:

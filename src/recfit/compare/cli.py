@@ -16,6 +16,7 @@ import pandas as pd
 
 from recfit.compare import metrics as metric_names
 from recfit.compare import plots
+from recfit.compare.buckets import with_buckets
 from recfit.compare.discover import is_evaluation, load_runs
 from recfit.compare.render import FORMATS, SUFFIX_FORMATS, Report, print_rich, render
 from recfit.compare.significance import (
@@ -179,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"significance test of --baseline (see below; default {DEFAULT_TEST})",
     )
     parser.add_argument(
+        "--cold-items",
+        type=int,
+        metavar="N",
+        help="next_item runs: also show each test/ metric M over warm and cold items, as M[warm] and "
+        "M[cold]: the test users whose target item has more than / at most N training interactions "
+        "(per_user.parquet); --baseline tests them too",
+    )
+    parser.add_argument(
         "--include-evals",
         action="store_true",
         help="also list folders written by `recfit eval` (left out by default: they re-test a run, "
@@ -220,6 +229,12 @@ def compare(arguments: argparse.Namespace) -> None:
     table = apply_filters(build_run_table(runs), arguments.filter)
     chosen = _choose_metrics(table, arguments)
     table = table.with_metric_columns(chosen)
+    bucket_notes: list[str] = []
+    if arguments.cold_items is not None:
+        with_subsets, chosen, bucket_notes = with_buckets(
+            table.runs, chosen, arguments.cold_items, table.runs["status"] == COMPLETED
+        )
+        table = RunTable(runs=with_subsets, config=table.config, non_finite=table.non_finite)
     order_metric = _resolve_one(arguments.sort, table, "--sort") if arguments.sort else chosen[0]
     ascending = arguments.ascending or _direction(order_metric, table) == "min"
     group_by = [key.strip() for key in (arguments.group_by or "").split(",") if key.strip()]
@@ -232,6 +247,7 @@ def compare(arguments: argparse.Namespace) -> None:
         if broken.problems and str(broken.path) in shown
     ]
     notes += non_finite_notes(table, chosen)
+    notes += bucket_notes
     if evaluations and not arguments.include_evals:
         notes.append(
             f"{_count(len(evaluations), '`recfit eval` folder')} left out (--include-evals shows them)"
@@ -279,6 +295,7 @@ def _against_baseline(
         arguments.test,
         arguments.bootstrap_resamples,
         arguments.bootstrap_seed,
+        arguments.cold_items,
     )
     metrics = significance.metrics
     compared = sum(int(significance.table[significance_column(m, "p")].notna().sum()) for m in metrics)

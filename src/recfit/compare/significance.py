@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recfit.compare.buckets import Bucket, split_bucket
 from recfit.compare.metrics import per_unit_column
 from recfit.errors import RecfitError
 from recfit.run_folder import PER_USER_FILE
@@ -174,8 +175,12 @@ def compare_to_baseline(
     test: str = DEFAULT_TEST,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    cold_items: int | None = None,
 ) -> Significance:
     """Test every row of `arms` (label -> its completed runs) against the `baseline` row, per metric.
+
+    `cold_items`: the N of warm / cold subset metrics (`test/ndcg@10[cold]`, compare/buckets.py), whose
+    per-user tests pair only the users of that subset.
 
     Rows that cannot be tested (no completed run, one run on each side, an unreadable or missing
     per_user.parquet) get blanks and a note; nothing here raises for one bad row.
@@ -191,7 +196,7 @@ def compare_to_baseline(
         tested = []
         for metric in metrics:
             try:
-                paired_on[metric] = per_unit_column(metric)
+                paired_on[metric] = per_unit_column(split_bucket(metric)[0])
                 tested.append(metric)
             except RecfitError as error:
                 notes.append(f"{metric}: not tested: {error}; --test seeds tests it")
@@ -206,8 +211,18 @@ def compare_to_baseline(
     for metric in tested:
         for label in others:
             try:
+                bucket = split_bucket(metric)[1]
+                rows = Bucket(bucket, cold_items) if bucket and cold_items is not None else None
                 results[label, metric] = _test_one(
-                    arms[label], arms[baseline], metric, paired_on.get(metric), test, reader, resamples, seed
+                    arms[label],
+                    arms[baseline],
+                    metric,
+                    paired_on.get(metric),
+                    test,
+                    reader,
+                    resamples,
+                    seed,
+                    rows,
                 )
             except _Unreadable as error:
                 unreadable.add(label if error.side == "row" else baseline)
@@ -300,14 +315,15 @@ def _test_one(
     reader: _UnitReader,
     resamples: int,
     seed: int,
+    rows: Bucket | None = None,
 ) -> _Result:
     if test == "seeds":
         return seed_test(row, base, metric)
     try:
-        base_units = reader.matrix(base.folders, unit_column)
+        base_units = reader.matrix(base.folders, unit_column, rows)
     except _Unreadable as error:
         raise _Unreadable(f"baseline: {error}", side="baseline") from None
-    row_units = reader.matrix(row.folders, unit_column)
+    row_units = reader.matrix(row.folders, unit_column, rows)
     common = row_units.columns.intersection(base_units.columns)
     if len(common) < 2:
         raise RecfitError("fewer than 2 users in common with the baseline")
@@ -404,11 +420,14 @@ class _UnitReader:
                 ) from None
         return self._tables[folder]
 
-    def matrix(self, folders: list[str], unit_column: str | None) -> pd.DataFrame:
+    def matrix(self, folders: list[str], unit_column: str | None, rows: Bucket | None = None) -> pd.DataFrame:
         """`unit_column` per user (ranking) or per (user, item) row, one row per run; units that some
-        run lacks are left out, so that every run of the row averages over the same users."""
+        run lacks are left out, so that every run of the row averages over the same users. `rows`: only
+        the users of that warm / cold subset."""
         assert unit_column is not None
         tables = [self.table(folder) for folder in folders]
+        if rows is not None:
+            tables = [table[rows.mask(table)] for table in tables]
         for folder, table in zip(folders, tables, strict=True):
             if unit_column not in table.columns:
                 shown = ", ".join(map(str, table.columns)) or "none"

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from recfit.config.schema import ModelName, UserEncoderName
 from recfit.errors import ConfigError, RecfitError
 
-ID_ENCODER = "id"  # model.user_encoder.name of a user-ID tower (recfit.models.user_encoders.ID)
-ID_ITEM_TOWER_MODEL = "mf"  # its item tower is an ID table only
+ID_ENCODER = UserEncoderName.id.value  # a user-ID tower: it encodes no history
+ID_ITEM_TOWER_MODEL = ModelName.mf.value  # its item tower is an ID table only
 HISTORY_SEPARATOR = ","
 ZERO_SHOT = (
     "two_tower: backbone, projection and user encoder transferred; items scored from their content, each "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recfit.errors import ConfigError
+from recfit.run_folder import ITEM_TRAIN_COUNT_COLUMN
 from recfit.tasks import metrics
 from recfit.tasks.base import Task, TaskShape
 from recfit.tasks.names import LossName, Negatives, TaskName
@@ -150,7 +151,7 @@ class NextItem(Task):
         return None  # each user's top items come from the catalogue, in `evaluate`
 
     def row_identity(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {}  # one value per user
+        return {"item": batch["target"]}  # one row per user, with its target: warm / cold-item breakdowns
 
     def evaluate(
         self,
@@ -180,7 +181,25 @@ class NextItem(Task):
         }
         for name, per_user in values.items():
             metrics[name].update(per_user.to(module.sum_dtype))  # float64 batch sums too
+        counts = _training_item_counts(module)
+        if counts is not None:  # a column of per_user.parquet, not a metric
+            values[ITEM_TRAIN_COUNT_COLUMN] = counts[batch["target"].cpu()].to(batch["target"].device)
         return values
+
+
+def _training_item_counts(module: Any) -> torch.Tensor | None:
+    """[num_items] each item's number of training interactions (its occurrences in the training
+    sequences: what "cold item" is measured by), from the module's data module; None without one."""
+    counts = getattr(module, "_training_item_counts", None)
+    if counts is None:
+        split = getattr(module.item_source, "sequence_split", None)
+        if split is None:
+            return None
+        import torch
+
+        counts = torch.as_tensor(split.train.item_counts(), dtype=torch.int64)
+        module._training_item_counts = counts  # computed once per module, not per batch
+    return counts
 
 
 def user_vectors(recommender: Any, batch: dict, item_vectors: torch.Tensor) -> torch.Tensor:
