@@ -1,4 +1,5 @@
-"""No run is lost: a disk that fills up (on a real, small file system), two resumes started at once.
+"""No run is lost: a disk that fills up (on a real, small file system), two resumes started at once,
+a DDP run resumed in the middle of an epoch.
 
 A full disk is a real tmpfs mounted with a size limit (root, or CAP_SYS_ADMIN; skipped elsewhere),
 filled by a file that takes every free byte at a chosen moment of a run: the run must end with one
@@ -49,10 +50,10 @@ main(["train", *sys.argv[2:]])
 """
 
 
-def stopped_run(outputs: Path, *overrides: str, step: int = STOP_AT_STEP) -> Path:
-    """A run stopped by SIGTERM after `step`: status interrupted, with a last.ckpt to resume from."""
+def stopped_run(outputs: Path) -> Path:
+    """A run stopped by SIGTERM after STOP_AT_STEP: status interrupted, with a last.ckpt to resume from."""
     result = subprocess.run(
-        [sys.executable, "-c", STOPPED, str(step), *RUN, *overrides, f"paths.output_dir={outputs}"],
+        [sys.executable, "-c", STOPPED, str(STOP_AT_STEP), *RUN, f"paths.output_dir={outputs}"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
@@ -327,10 +328,12 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path):
+def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path, monkeypatch):
     import torch
 
     alone = train(tmp_path / "alone", *DDP_RUN)
+    # Lightning left the port it used in this process's environment: each launch below picks a free one
+    monkeypatch.delenv("MASTER_PORT", raising=False)
     outputs = tmp_path / "crashed"
     script = tmp_path / "crash_after_step.py"
     script.write_text(CRASH_AFTER_STEP)
