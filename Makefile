@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # No hub look-ups: models resolve offline-first (local folder, HF cache, packaged copies).
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# Two pytest-xdist workers (CI has 2 cores); loadgroup keeps the tests that share a trained run on one
+# worker (tests/conftest.py groups them). `make test XDIST=` runs in one process.
+XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: run test test-fast lint clean-venv
 
@@ -28,11 +31,11 @@ run: $(VENV)/.installed
 	$(OFFLINE) $(BIN)/recfit train
 
 test: $(VENV)/.installed-dev
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(OFFLINE) $(BIN)/python -m pytest $(XDIST)
 
 # The quick loop while developing: everything not marked slow.
 test-fast: $(VENV)/.installed-dev
-	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
+	$(OFFLINE) $(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -16,6 +15,7 @@ import pytest
 from scipy import stats
 
 from helpers.compare import compare, compare_json, write_run
+from helpers.runs import train
 from recfit.compare.plots import use_log_axis
 from recfit.compare.significance import bootstrap_mean_cis, holm_adjust
 
@@ -480,19 +480,11 @@ def test_subprocess_exit_codes_and_no_torch_import(outputs, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_real_runs(tmp_path_factory) -> Path:
-    """Two one-epoch tiny-BERT runs that differ only in their seed."""
+    """Two one-epoch tiny-BERT runs that differ only in their seed (trained in this process)."""
     outputs = tmp_path_factory.mktemp("real")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for seed in (1, 2):
-        result = subprocess.run(
-            [sys.executable, "-m", "recfit", "train", "backbone=tiny_bert", "trainer.max_epochs=1"]
-            + ["trainer.enable_progress_bar=false", f"seed={seed}", f"paths.output_dir={outputs}"],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        train(outputs, "backbone=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+              f"seed={seed}")  # fmt: skip
     return outputs
 
 

@@ -136,11 +136,15 @@ def _train_log(run_dir: str | Path) -> str:
     return (Path(run_dir) / "train.log").read_text()
 
 
-def test_the_model_summary_goes_to_train_log_only(tmp_path, capsys):
-    """A single run with its progress bar: the summary table is in train.log, not in the terminal."""
-    record = train(tmp_path, *MF, "trainer.enable_progress_bar=true")
+def test_the_model_summary_goes_to_train_log_only(pretrained, tmp_path, capsys):
+    """A single run with its progress bar: the summary table is in train.log, not in the terminal, and
+    loading the backbone draws no progress bar."""
+    record = _run(
+        tmp_path / "runs", *tiny_pretrained_bert(pretrained, "all"), "trainer.enable_progress_bar=true"
+    )
     terminal = capsys.readouterr()
     assert SUMMARY not in terminal.out + terminal.err
+    assert "Loading weights" not in terminal.err
     assert SUMMARY in _train_log(record["run_dir"])
     assert "run folder:" in terminal.out  # the end of the run is still shown
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.cli import assert_one_line_error, run_cli
 from helpers.compare import compare, compare_json
 from helpers.files import REPO, tree_digest
 from helpers.runs import evaluate
@@ -146,7 +146,8 @@ def test_uncertainty_weights_are_learned_logged_and_saved(uncertainty):
 
 
 # Ctrl-C after step 7 of 10 (in the second epoch), raised where tests/test_resume.py raises it, in a
-# process of its own: resume=auto refuses a run whose recorded process is still alive
+# process of its own: resume=auto refuses a run whose recorded process is still alive (the resume runs
+# in this process: tests/test_resume.py resumes in fresh ones)
 INTERRUPTED_RUN = """
 import sys
 from recfit.cli import main
@@ -162,7 +163,7 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path):
+def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path, capsys):
     arguments = [*FAST, f"paths.output_dir={tmp_path}", *MF_MULTI, "task_weighting=uncertainty"]
     arguments.append("trainer.max_epochs=2")
     stopped = subprocess.run(
@@ -171,7 +172,7 @@ def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path):
     assert stopped.returncode != 0
     (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/metrics.json")]
     assert record["status"] == "interrupted"
-    result = recfit("train", *arguments, "resume=auto")
+    result = run_cli(capsys, "train", *arguments, "resume=auto")
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
     # the learned log-variances and their optimizer state came back from last.ckpt

@@ -17,13 +17,16 @@ import torch
 
 from helpers.cli import assert_one_line_error, recfit
 from helpers.files import REPO, tree_digest
+from helpers.runs import train
 from recfit.run_folder import LOCK_FILE
 
 # dropout in the tiny BERT and the projection, BPR's sampled negatives, shuffling: every kind of
-# randomness a resumed run has to replay
+# randomness a resumed run has to replay. Three epochs: a run stopped inside the second one resumes
+# mid-epoch, then starts a fresh one; evaluation batches of 16: several of them to stop in.
 RUN = [
-    "backbone=tiny_bert", "loss=bpr", "trainer.max_epochs=4", "trainer.enable_progress_bar=false",
-    "checkpoint_every_n_steps=7", "dataset.batch_size=16", "dataset.reader.num_users=100", "seed=5",
+    "backbone=tiny_bert", "loss=bpr", "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+    "checkpoint_every_n_steps=7", "dataset.batch_size=16", "dataset.eval_batch_size=16",
+    "dataset.reader.num_users=100", "seed=5",
 ]  # fmt: skip
 STEPS_PER_EPOCH = 60  # 100 users x 12 interactions, 80% in train, batches of 16
 
@@ -44,10 +47,9 @@ def global_step(checkpoint: Path) -> int:
 
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The same run, never stopped: what a resumed run must end with."""
+    """The same run, never stopped (in this process): what every stopped run, resumed, must end with."""
     outputs = tmp_path_factory.mktemp("alone")
-    result = recfit("train", *RUN, f"paths.output_dir={outputs}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    train(outputs, *RUN)
     return final(outputs)
 
 
@@ -121,30 +123,18 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(tmp_path, alone):
-    outputs = tmp_path / "preempted"
-    process, _, periodic_written = stop_mid_epoch(outputs, signal.SIGTERM)
-    assert process.returncode == 128 + signal.SIGTERM
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "real_sigint"])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(
+    tmp_path, alone, stop
+):
+    """SIGTERM (a preemption) and Ctrl-C (SIGINT, sent for real) stop after a step, with last.ckpt."""
+    outputs = tmp_path / stop.name
+    process, _, periodic_written = stop_mid_epoch(outputs, stop)
+    assert process.returncode == 128 + stop
     (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     # rewritten at the signal, after the periodic checkpoint seen when it was sent (its step alone cannot
     # show this: Lightning may stop on a step that is also a periodic one, every 7th)
-    last = run / "checkpoints" / "last.ckpt"
-    assert last.stat().st_mtime_ns > periodic_written
-
-    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_end(alone, outputs)
-
-
-@pytest.mark.slow
-def test_a_real_sigint_stops_after_a_step_and_resumes_exactly(tmp_path, alone):
-    """Ctrl-C (SIGINT, sent for real) stops like SIGTERM: after the current step, with last.ckpt."""
-    outputs = tmp_path / "ctrl-c"
-    process, _, periodic_written = stop_mid_epoch(outputs, signal.SIGINT)
-    assert process.returncode == 128 + signal.SIGINT
-    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
-    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns > periodic_written
     assert not locked(run)
 
@@ -154,7 +144,6 @@ def test_a_real_sigint_stops_after_a_step_and_resumes_exactly(tmp_path, alone):
 
 
 # Stopping in the other phases: the run sends itself SIGTERM at a fixed point of one phase
-SHORT = [*RUN[:2], "trainer.max_epochs=2", *RUN[3:], "dataset.eval_batch_size=16"]  # several eval batches
 STOP_AT = """
 import os, signal, sys
 from recfit.cli import main
@@ -180,24 +169,16 @@ main(["train", *sys.argv[2:]])
 """
 
 
-@pytest.fixture(scope="module")
-def short_alone(tmp_path_factory) -> tuple[dict, dict[str, torch.Tensor]]:
-    outputs = tmp_path_factory.mktemp("short_alone")
-    result = recfit("train", *SHORT, f"paths.output_dir={outputs}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return final(outputs)
-
-
 def stop_at(phase: str, outputs: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", STOP_AT, phase, *SHORT, f"paths.output_dir={outputs}"],
+        [sys.executable, "-c", STOP_AT, phase, *RUN, f"paths.output_dir={outputs}"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["validation", "test"])
-def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, short_alone, phase):
+def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, alone, phase):
     outputs = tmp_path / phase
     stopped = stop_at(phase, outputs)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
@@ -207,27 +188,27 @@ def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, sho
         before = tree_digest(run)
         with open(run / LOCK_FILE) as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            second = recfit("train", *SHORT, f"paths.output_dir={outputs}", "resume=auto")
+            second = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
         assert_one_line_error(second, "is in use by another recfit process")
         assert second.returncode == 2
         assert tree_digest(run) == before
 
-    resumed = recfit("train", *SHORT, f"paths.output_dir={outputs}", "resume=auto")
+    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_end(short_alone, outputs)
+    assert_same_end(alone, outputs)
     assert not list(run.glob(".metrics.*"))  # the earlier curves were joined into metrics.csv
     curves = pd.read_csv(run / "metrics.csv")
     assert curves["train/loss_step"].notna().any() and curves["test/ndcg@10"].notna().any()
 
 
 @pytest.mark.slow
-def test_sigterm_while_writing_results_leaves_a_whole_record(tmp_path, short_alone):
+def test_sigterm_while_writing_results_leaves_a_whole_record(tmp_path, alone):
     outputs = tmp_path / "results"
     stopped = stop_at("results", outputs)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     record, _ = final(outputs)  # written whole before the signal was answered: nothing left to resume
-    assert record["status"] == "completed" and record["metrics"] == short_alone[0]["metrics"]
-    assert_same_end(short_alone, outputs)
+    assert record["status"] == "completed" and record["metrics"] == alone[0]["metrics"]
+    assert_same_end(alone, outputs)
     assert not [p for p in outputs.rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -1,4 +1,5 @@
-"""No run is lost: a disk that fills up (on a real, small file system), two resumes started at once.
+"""No run is lost: a disk that fills up (on a real, small file system), two resumes started at once,
+a DDP run resumed in the middle of an epoch.
 
 A full disk is a real tmpfs mounted with a size limit (root, or CAP_SYS_ADMIN; skipped elsewhere),
 filled by a file that takes every free byte at a chosen moment of a run: the run must end with one
@@ -49,10 +50,10 @@ main(["train", *sys.argv[2:]])
 """
 
 
-def stopped_run(outputs: Path, *overrides: str, step: int = STOP_AT_STEP) -> Path:
-    """A run stopped by SIGTERM after `step`: status interrupted, with a last.ckpt to resume from."""
+def stopped_run(outputs: Path) -> Path:
+    """A run stopped by SIGTERM after STOP_AT_STEP: status interrupted, with a last.ckpt to resume from."""
     result = subprocess.run(
-        [sys.executable, "-c", STOPPED, str(step), *RUN, *overrides, f"paths.output_dir={outputs}"],
+        [sys.executable, "-c", STOPPED, str(STOP_AT_STEP), *RUN, f"paths.output_dir={outputs}"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
@@ -132,6 +133,16 @@ def no_partial_files(folder: Path) -> None:
     assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_new_run_on_a_full_disk_is_refused_in_one_line_and_touches_no_other_run(full_disk, capsys):
+    disk, stopped = full_disk
+    before = tree_digest(stopped)
+    fill(disk)
+    result = run_cli(capsys, "train", *RUN, f"paths.output_dir={disk / 'outputs'}")
+    assert_one_line_error(result, "no space left on device while writing")
+    assert tree_digest(stopped) == before
+    assert list(stopped.parent.iterdir()) == [stopped]  # no empty folder left for the refused run
+
+
 def test_a_full_disk_at_the_start_of_a_resume_leaves_the_run_as_it_was(full_disk, capsys):
     disk, run = full_disk
     before = tree_digest(run, ignore=(LOCK_FILE,))  # taking the lock writes a new pid into .lock
@@ -179,6 +190,35 @@ def test_a_full_disk_while_writing_results_fails_the_run_and_keeps_earlier_runs(
         assert record["status"] == "failed" and "no space left on device" in record["error"]
         no_partial_files(run)
         assert tree_digest(stopped, ignore=(LOCK_FILE,)) == before
+    finally:
+        (disk / "filler").unlink(missing_ok=True)
+        shutil.rmtree(run)
+
+
+def test_a_full_disk_while_saving_curves_keeps_metrics_csv_whole(full_disk, capsys, monkeypatch):
+    """Lightning's CSV logger appends to metrics.csv in place (on a full disk: as much of the new rows
+    as fits in the file's last block, then an OSError); the curves must stay as last saved."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    disk, stopped = full_disk
+    outputs = disk / "outputs"
+    saved: list[bytes] = []
+
+    def fill_once_curves_exist(logger: CSVLogger) -> None:
+        curves = Path(logger.log_dir) / "metrics.csv"
+        if not saved and curves.is_file() and logger.experiment.metrics:
+            saved.append(curves.read_bytes())
+            fill(disk)
+
+    wrap(monkeypatch, CSVLogger, "save", fill_once_curves_exist)
+    result = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}")
+    (run,) = [p for p in (outputs / "runs" / "safety").iterdir() if p != stopped]
+    try:
+        assert saved, "metrics.csv was saved only once"
+        assert_one_line_error(result, f"no space left on device while writing {run / 'metrics.csv'}")
+        assert (run / "metrics.csv").read_bytes() == saved[0]
+        assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+        no_partial_files(run)
     finally:
         (disk / "filler").unlink(missing_ok=True)
         shutil.rmtree(run)
@@ -288,10 +328,12 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path):
+def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path, monkeypatch):
     import torch
 
     alone = train(tmp_path / "alone", *DDP_RUN)
+    # Lightning left the port it used in this process's environment: each launch below picks a free one
+    monkeypatch.delenv("MASTER_PORT", raising=False)
     outputs = tmp_path / "crashed"
     script = tmp_path / "crash_after_step.py"
     script.write_text(CRASH_AFTER_STEP)

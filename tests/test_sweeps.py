@@ -1,4 +1,8 @@
-"""Real sweeps in subprocesses: basic, joblib, Optuna and submitit_local, with failing jobs and resume."""
+"""Real sweeps: basic, joblib, Optuna and submitit_local, with failing jobs and resume.
+
+The launchers that start processes of their own (joblib, submitit_local) and `recfit sweep resume` run
+as real subprocesses; a sweep whose jobs run in its own process runs in this one (no second start-up).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.cli import assert_one_line_error, recfit
+from helpers.cli import assert_one_line_error, recfit, run_cli
 from helpers.files import write_reviews_csv
 
 TINY = [
@@ -31,13 +35,13 @@ def summary(sweep: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_failed_jobs_are_recorded_and_resumed(tmp_path):
+def test_failed_jobs_are_recorded_and_resumed(tmp_path, capsys):
     good = write_reviews_csv(tmp_path / "good.csv", rows=40)
     broken = tmp_path / "broken.csv"
     broken.write_bytes("text,label\ncaf\xe9,pos\n".encode("latin-1"))
     outputs = tmp_path / "outputs"
-    result = recfit(
-        "train", "-m", "experiment=text_csv_bert", *TINY[:3], "dataset.reader.text_column=review",
+    result = run_cli(
+        capsys, "train", "-m", "experiment=text_csv_bert", *TINY[:3], "dataset.reader.text_column=review",
         "dataset.reader.label_column=sentiment", f"dataset.reader.path={good},{broken}", "seed=1,2",
         f"paths.output_dir={outputs}",
     )  # fmt: skip
@@ -83,11 +87,11 @@ def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path):
 
 
 @pytest.mark.slow
-def test_joblib_runs_jobs_in_parallel_with_the_same_results(tmp_path):
+def test_joblib_runs_jobs_in_parallel_with_the_same_results(tmp_path, capsys):
     parallel = recfit("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "seed=1,2",
                       f"paths.output_dir={tmp_path / 'parallel'}")  # fmt: skip
     assert parallel.returncode == 0, parallel.stderr[-2000:]
-    serial = recfit("train", "-m", *TINY, "seed=1,2", f"paths.output_dir={tmp_path / 'serial'}")
+    serial = run_cli(capsys, "train", "-m", *TINY, "seed=1,2", f"paths.output_dir={tmp_path / 'serial'}")
     assert serial.returncode == 0, serial.stderr[-2000:]
     a, b = summary(only_sweep(tmp_path / "parallel")), summary(only_sweep(tmp_path / "serial"))
     assert a["status"].tolist() == ["completed", "completed"]
@@ -104,11 +108,12 @@ def test_submitit_local_launcher(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_records_failed_trials_and_goes_on(tmp_path):
+def test_optuna_search_records_failed_trials_and_goes_on(tmp_path, capsys):
     # a negative temperature is refused by validation: with this sampler seed, trials 0 and 2 draw it
-    result = recfit(
-        "train", "-m", "hparams_search=optuna", "hydra.sweeper.sampler.seed=2", "hydra.sweeper.n_trials=3",
-        "loss.temperature=choice(-1.0,0.05)", *TINY, f"paths.output_dir={tmp_path}",
+    result = run_cli(
+        capsys, "train", "-m", "hparams_search=optuna", "hydra.sweeper.sampler.seed=2",
+        "hydra.sweeper.n_trials=3", "loss.temperature=choice(-1.0,0.05)", *TINY,
+        f"paths.output_dir={tmp_path}",
     )  # fmt: skip
     sweep = only_sweep(tmp_path)
     table = summary(sweep)

@@ -57,6 +57,8 @@ def jobs(args: argparse.Namespace, root: Path) -> dict[str, list[str]]:
 
 def run(sources: Path, overrides: list[str], output: Path, data: Path) -> dict:
     """One `recfit train` with `sources` first on the path; its folder's size, files and metrics."""
+    if "reader:" not in (sources.parent / "conf" / "dataset" / "text_csv.yaml").read_text():
+        overrides = [o.replace("dataset.reader.", "dataset.", 1) for o in overrides]  # before dataset.reader
     command = [sys.executable, "-m", "recfit", "train", *overrides, "trainer.enable_progress_bar=false",
                f"paths.output_dir={output}", f"paths.data_dir={data}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(sources), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

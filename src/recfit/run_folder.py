@@ -131,6 +131,7 @@ def owned(run_dir: Path) -> Iterator[None]:
     process that dies, however it dies, so a killed run never stays locked.
     """
     run_dir = Path(run_dir)
+    new = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOCK_FILE, "a+") as handle:
         with contextlib.suppress(OSError):  # the folder's other files are 0644 whatever the umask
@@ -146,9 +147,15 @@ def owned(run_dir: Path) -> Iterator[None]:
             ) from None
         handle.seek(0)
         handle.truncate()
-        with writing(run_dir / LOCK_FILE):
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+        try:
+            with writing(run_dir / LOCK_FILE):  # unbuffered: a failed write leaves nothing to flush on close
+                os.write(handle.fileno(), f"{os.getpid()}\n".encode())
+        except DiskFullError:
+            if new:  # a new run that could not even start leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    (run_dir / LOCK_FILE).unlink()
+                    run_dir.rmdir()
+            raise
         try:
             yield
         finally:

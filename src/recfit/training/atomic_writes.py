@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import CSVLogger
@@ -40,6 +41,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_bytes_atomic(path, buffer.getvalue())
+
+
+def use_atomic_checkpoints(trainer: pl.Trainer) -> None:
+    """Give `trainer` AtomicCheckpointIO where it would write checkpoints with Lightning's TorchCheckpointIO
+    (a strategy with a checkpoint IO of its own, XLA's say, keeps it)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
 class AtomicCSVWriter(ExperimentWriter):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +124,10 @@ def route_console() -> None:
     """Send library chatter to train.log only: each Lightning line once (Lightning's own stderr handler
     printed a second copy), warnings through logging, no weights-loading progress bar."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
+    if "transformers" in sys.modules:  # imported already (the run's modules are): switch its bars off now
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     logging.captureWarnings(True)
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)

@@ -190,6 +190,8 @@ def starting_weights(
     the parent run's folder is not read (it may be gone). A fresh run with `init_from.path` takes
     them from the parent; a checkpoint without a lineage (written before lineages were embedded) too.
     """
+    if checkpoint_path and not _frozen_names(recommender):
+        return None  # nothing frozen, nothing cached from it: the strict load that follows is all
     own_checkpoint = checkpoint_path or (cfg.ckpt_path if cfg.init_from.path else None)
     if own_checkpoint:
         checkpoint = read_checkpoint(own_checkpoint)

@@ -50,7 +50,7 @@ from recfit.run_folder import (
 )
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import checkpoint_policy, console, curves, run_info
-from recfit.training.atomic_writes import AtomicCheckpointIO
+from recfit.training.atomic_writes import use_atomic_checkpoints
 from recfit.training.checkpoint_state import load_state_dict
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
@@ -275,9 +275,9 @@ def _fit_and_test(
         callbacks=callbacks + display_callbacks,
         logger=loggers,
         default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],  # a checkpoint that fails to write leaves the previous one whole
         **display,
     )
+    use_atomic_checkpoints(trainer)  # a checkpoint that fails to write leaves the previous one whole
     log_config(loggers, cfg, run_dir)
     if record["parameters"]["trainable"]:
         if cfg.ckpt_path:
