@@ -11,8 +11,8 @@
 # Budget (environment, the same for every row): BATCH (default 256) examples per step, STEPS (200)
 # steps in one epoch, VAL_BATCHES (5) validation batches of 1,024 users (they only pick the checkpoint);
 # the test split is always all 50,546 users. The table:
-#   recfit compare $OUT --group-by experiment --metric test/ndcg@10,test/recall@10 --cold-items 5 \
-#       --baseline experiment=morec_id_sasrec --format markdown
+#   recfit compare $OUT --group-by experiment_name --metric test/ndcg@10,test/recall@10 --cold-items 5 \
+#       --baseline experiment_name=morec_id_sasrec --format markdown
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
