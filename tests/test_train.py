@@ -131,19 +131,14 @@ def test_every_split_protocol_trains_and_states_itself(tmp_path, split):
 
 
 @pytest.mark.slow
-def test_sampled_candidates_are_stated_and_score_higher_than_full_ranking(tmp_path):
+def test_popularity_trains_nothing_and_sampled_candidates_score_higher_than_full_ranking(tmp_path):
     full = train(tmp_path / "full", "backbone=none", "model=popularity", *SMALL_DATA)
+    assert full["parameters"]["trainable"] == 0
     sampled = train(
         tmp_path / "sampled", "backbone=none", "model=popularity", "task.candidates=uni20", *SMALL_DATA
     )
     assert "20 negatives sampled uniformly per user (not comparable with full ranking)" in sampled["protocol"]
     assert sampled["metrics"]["test/recall@10"] >= full["metrics"]["test/recall@10"]
-
-
-@pytest.mark.slow
-def test_popularity_trains_nothing(tmp_path):
-    record = train(tmp_path, "backbone=none", "model=popularity", *SMALL_DATA)
-    assert record["parameters"]["trainable"] == 0
 
 
 @pytest.mark.slow

@@ -90,9 +90,9 @@ class ResumableLoader(DataLoader):
 
     @property
     def _index_sampler(self) -> Any:
-        # what torch's loader iterators draw index batches from (the sampler itself without batching)
+        # what torch's loader iterators draw index batches from (single indices without batching)
         batches = super()._index_sampler
-        return SkipFirstBatches(batches, self._skip) if self._skip and self._auto_collation else batches
+        return SkipFirstBatches(batches, self._skip) if self._skip else batches
 
     def __iter__(self) -> Iterator[Any]:
         batches = super().__iter__()  # without the batches a resumed epoch has served (_index_sampler)
