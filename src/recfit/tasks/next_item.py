@@ -36,6 +36,7 @@ LEAVE_ONE_OUT_SPLIT = "leave_one_out"  # the split.method next-item needs (recfi
 FULL_RANKING = "full"  # task.candidates: every item (recfit.data.datamodule.FULL_RANKING)
 REPORTED = ("recall", "ndcg", "mrr", "hit")  # RecBole's; with one target per user recall@K = hit@K
 FROZEN = "all"  # backbone.freeze: the item vectors never change, so they are computed once
+ID_USERS = "id"  # model.user_encoder.name whose users are ID vectors (recfit.config.schema.UserEncoderName)
 
 
 def _cached_item_vectors(backbone: Any) -> bool:
@@ -90,10 +91,14 @@ class NextItem(Task):
         )
 
     def protocol(self, cfg: Any, num_items: int, domains: list[str] | None) -> str:
-        return (
+        line = (
             f"full ranking over all {num_items:,} items, history items not masked (RecBole's "
-            f"sequential protocol); users as their latest {cfg.model.user_encoder.max_history} items"
+            f"sequential protocol)"
         )
+        encoder = cfg.model.user_encoder
+        if str(getattr(encoder.name, "value", encoder.name)) == ID_USERS:
+            return line  # ID users and popularity read no history
+        return f"{line}; users as their latest {encoder.max_history} items"
 
     def targets(self, frame: pd.DataFrame) -> np.ndarray:
         """No per-interaction target: the next item of each history is (the data module's examples)."""
