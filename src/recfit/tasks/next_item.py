@@ -25,6 +25,7 @@ from recfit.run_folder import ITEM_TRAIN_COUNT_COLUMN
 from recfit.tasks import metrics
 from recfit.tasks.base import Task, TaskShape
 from recfit.tasks.names import LossName, Negatives, TaskName
+from recfit.tasks.ranking import CatalogueRankingMetrics
 from recfit.tasks.registry import register
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _cached_item_vectors(backbone: Any) -> bool:
 
 
 @register
-class NextItem(Task):
+class NextItem(CatalogueRankingMetrics, Task):
     name = TaskName.next_item.value
     shape = TaskShape.catalogue_ranking
     losses = (LossName.cross_entropy,)
@@ -141,20 +142,6 @@ class NextItem(Task):
         return losses.in_batch_softmax_loss(users, table[target], target, log_q, module.temperature)
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def new_metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
-        import torchmetrics
-
-        return torchmetrics.MetricCollection(
-            {name: torchmetrics.MeanMetric() for name in self.metric_names()}
-        )
-
-    @property
-    def sums_in_float64(self) -> bool:
-        return True
-
-    def evaluation_output(self, module: Any, batch: dict) -> None:
-        return None  # each user's top items come from the catalogue, in `evaluate`
-
     def row_identity(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"item": batch["target"]}  # one row per user, with its target: warm / cold-item breakdowns
 
