@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.models import save_tiny_pretrained_bert
+from helpers.models import tiny_pretrained_bert as backbone
+from helpers.runs import interrupted_after_step
 from recfit.cli import main
 from recfit.training.frozen_reference import REFERENCE_KEY
 
@@ -20,26 +23,12 @@ FAST = [
     "dataset.batch_size=16", "task=ranking", "loss=cross_entropy", "model=two_tower",
 ]  # fmt: skip
 STEPS = 6  # 2 epochs x 3 batches
-HIDDEN, VOCAB = 32, 30522  # the tiny BERT of conf/backbone/tiny_bert.yaml
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> Path:
     """A tiny BERT saved as a local pretrained model folder (what a hub id resolves to offline)."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny_pretrained")
-    config = BertConfig(
-        hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
-def backbone(folder: Path, freeze: str) -> list[str]:
-    return ["backbone=tiny_bert", f"backbone.name_or_path={folder}", "backbone.pretrained=true",
-            f"backbone.freeze={freeze}"]  # fmt: skip
+    return save_tiny_pretrained_bert(tmp_path_factory.mktemp("tiny_pretrained"))
 
 
 def train(outputs: Path, *overrides: str) -> dict:
@@ -191,25 +180,11 @@ def test_a_parent_with_a_reference_hands_over_its_frozen_weights(referenced, pre
 
 def test_a_run_resumed_from_a_reference_ends_exactly_as_the_run_left_alone(pretrained, tmp_path, monkeypatch):
     """Ctrl-C after step 4 of 6 (raised there, as tests/test_resume.py does), then resume=auto."""
-    from recfit.training.module import RecModule
-
     frozen = backbone(pretrained, "embeddings")
     alone = train(tmp_path / "alone", *frozen)
-
-    def interrupt_after_step_4(module, outputs, batch, index):
-        if module.global_step == 4:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RecModule, "on_train_batch_end", interrupt_after_step_4, raising=False)
-        with pytest.raises(SystemExit):
-            train(tmp_path / "stopped", *frozen)
-    (run,) = [p.parent for p in (tmp_path / "stopped").glob("runs/*/*/metrics.json")]
+    run = interrupted_after_step(4, train, tmp_path / "stopped", monkeypatch, *frozen)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4 and REFERENCE_KEY in last and "optimizer_states" in last
-    # resume refuses a run whose process is alive: this test process ran it, so it says it has exited
-    record = json.loads((run / "metrics.json").read_text())
-    (run / "metrics.json").write_text(json.dumps({**record, "pid": None}))
     resumed = train(tmp_path / "stopped", *frozen, "resume=auto")
     assert resumed["metrics"] == alone["metrics"]
     weights = [

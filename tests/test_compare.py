@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -576,3 +577,47 @@ def test_floats_show_four_significant_digits(tmp_path):
     assert code == 0
     assert "| 0.004667 | 1.235 |" in out and "| 0.2500 | 0.9000 |" in out
     assert "| 61.00 |" in out  # duration_s too
+
+
+def test_per_user_files_with_and_without_the_target_item_still_pair_on_users(tmp_path):
+    """A next_item run's per_user.parquet names each user's test target (`item`, one row per user);
+    older ones do not. Both are one row per user, so the two arms pair on users alike."""
+    rng = np.random.default_rng(3)
+    users = np.arange(60)
+    values = {"old": rng.uniform(0, 1, 60), "new": rng.uniform(0, 1, 60)}
+    for name, value in values.items():
+        per_user = pd.DataFrame({"user": users, "ndcg@10": value})
+        if name == "new":
+            per_user = per_user.assign(item=rng.integers(0, 100, 60)).sample(frac=1.0, random_state=0)
+        write_run(
+            tmp_path / name,
+            metrics={"val/ndcg@10": 0.1, NDCG: float(value.mean())},
+            config={"model": {"name": name}, "seed": 0},
+            overrides=[f"experiment_name={name}"],
+            per_user=per_user,
+            task="next_item",
+        )
+    payload = compare_json(tmp_path, "--baseline", tmp_path / "old", "--metric", NDCG, "--test", "users")
+    row = next(row for row in payload["rows"] if significance_of(row)["p"] is not None)
+    assert row["pairs"] == 60
+    expected = stats.ttest_rel(values["new"], values["old"]).pvalue
+    assert significance_of(row)["p"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_running_run_whose_process_is_gone_shows_as_interrupted(tmp_path):
+    """SIGKILL (or a scheduler's hard limit) leaves `running` in metrics.json: compare shows such a run
+    as interrupted (resume=auto takes it) when its pid is gone from this host, and running otherwise."""
+    import socket
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owners = {"killed": int(gone.stdout), "alive": os.getpid(), "elsewhere": int(gone.stdout)}
+    for name, pid in owners.items():
+        write_run(tmp_path / name, status="running", metrics={"val/ndcg@10": 0.1}, config={"seed": 0})
+        record = json.loads((tmp_path / name / "metrics.json").read_text())
+        host = "another-host" if name == "elsewhere" else socket.gethostname()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**record, "host": host, "pid": pid}))
+    payload = compare_json(tmp_path)
+    status = {Path(row["path"]).name: row["status"] for row in payload["rows"]}
+    assert status == {"killed": "interrupted", "alive": "running", "elsewhere": "running"}

@@ -13,7 +13,7 @@ import pytest
 
 from helpers.cli import run_cli
 from helpers.models import save_tiny_pretrained_bert, tiny_pretrained_bert
-from helpers.runs import SMALL_DATA, train
+from helpers.runs import SMALL_DATA, interrupted_after_step, train
 
 TWO_TOWER = ["task=ranking", "loss=cross_entropy", "model=two_tower", "dataset.batch_size=16"]
 SIX_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.enable_progress_bar=false"]
@@ -42,25 +42,6 @@ def _resume(run: Path, *overrides: str) -> dict:
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "completed", record.get("error")
     return record
-
-
-def _interrupted_at_step_4(outputs: Path, monkeypatch, *overrides: str) -> Path:
-    """A run stopped by Ctrl-C after step 4 of 6 (raised there, as tests/test_resume.py does)."""
-    from recfit.training.module import RecModule
-
-    def interrupt_after_step_4(module, outputs, batch, index):
-        if module.global_step == 4:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RecModule, "on_train_batch_end", interrupt_after_step_4, raising=False)
-        with pytest.raises(SystemExit):
-            _run(outputs, *overrides)
-    (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
-    # resume refuses a run whose process is alive: this test process ran it, so it says it has exited
-    record = json.loads((run / "metrics.json").read_text())
-    (run / "metrics.json").write_text(json.dumps({**record, "pid": None}))
-    return run
 
 
 def _count_catalogue_encodings(monkeypatch) -> list[int]:
@@ -105,7 +86,7 @@ def test_a_child_resumes_evaluates_and_recommends_without_its_parent(
     child = [*tiny_pretrained_bert(pretrained, "all"), f"init_from.path={parent['run_dir']}"]
     alone = _run(tmp_path / "alone", *child)
     assert "backbone" in alone["init_from"]["taken"]
-    stopped = _interrupted_at_step_4(tmp_path / "stopped", monkeypatch, *child)
+    stopped = interrupted_after_step(4, _run, tmp_path / "stopped", monkeypatch, *child)
     recommend = ["recommend", "--user", "3", "--k", "5", "--format", "json"]
     before = run_cli(capsys, *recommend[:1], alone["run_dir"], *recommend[1:])
     assert before.returncode == 0, before.stderr

@@ -591,6 +591,8 @@ def test_a_next_item_run_trains_each_user_encoder_and_writes_its_metrics(next_it
         assert record["metrics"][f"{stage}/recall@10"] == record["metrics"][f"{stage}/hit@10"]
     assert "history items not masked" in record["protocol"]
     assert "RecBole LS valid_and_test, TO" in record["protocol"]
+    reads_history = name not in ("id", "popularity")  # only history encoders read the latest items
+    assert ("users as their latest" in record["protocol"]) == reads_history, record["protocol"]
     table = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
     assert len(table) == table["user"].nunique() == 40  # every user once, by their test target
     assert table["ndcg@10"].mean() == pytest.approx(record["metrics"]["test/ndcg@10"])

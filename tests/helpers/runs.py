@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pytest
 
 # Small synthetic data and one short epoch: the common base of in-process training tests.
 SMALL_DATA = [
@@ -65,3 +67,27 @@ def evaluate(
         for result in results:  # with ddp_spawn: rank 0's results, handed back to this process
             metrics.update({name: float(value) for name, value in result.items()})
     return metrics, pd.read_parquet(folder / "per_user.parquet")
+
+
+def interrupted_after_step(
+    step: int, run: Callable[..., object], outputs: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str
+) -> Path:
+    """The run folder of `run(outputs, *overrides)` stopped by Ctrl-C after training step `step` (raised
+    in the training loop, as tests/test_resume.py does); marked as exited so `resume=auto` takes it."""
+    import pytest
+
+    from recfit.training.module import RecModule
+
+    def interrupt(module: RecModule, outputs: object, batch: object, index: int) -> None:
+        if module.global_step == step:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RecModule, "on_train_batch_end", interrupt, raising=False)
+        with pytest.raises(SystemExit):
+            run(outputs, *overrides)
+    (folder,) = [path.parent for path in outputs.glob("runs/*/*/metrics.json")]
+    # resume refuses a run whose process is alive: this test process ran it, so it says it has exited
+    record = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**record, "pid": None}))
+    return folder

@@ -434,10 +434,16 @@ class _UnitReader:
                 raise RecfitError(
                     f"{Path(folder) / PER_USER_FILE} has no column '{unit_column}' (columns: {shown})"
                 )
-        keys = ["user", "item"] if all("item" in table.columns for table in tables) else ["user"]
+        keys = ["user", "item"] if all(_one_row_per_item(table) for table in tables) else ["user"]
         # repeated (user, item) rows are averaged, so that joins cannot multiply them
         series = [
             table[[*keys, unit_column]].astype({unit_column: float}).groupby(keys)[unit_column].mean()
             for table in tables
         ]
         return pd.concat(series, axis=1, join="inner").T.reset_index(drop=True)
+
+
+def _one_row_per_item(table: pd.DataFrame) -> bool:
+    """Whether the rows are (user, item) pairs (rating, ctr) rather than one row per user that may name
+    its target item (next_item): decided by the table alone, so that both arms of a test pair alike."""
+    return "item" in table.columns and not table["user"].is_unique

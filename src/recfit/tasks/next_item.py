@@ -25,6 +25,7 @@ from recfit.run_folder import ITEM_TRAIN_COUNT_COLUMN
 from recfit.tasks import metrics
 from recfit.tasks.base import Task, TaskShape
 from recfit.tasks.names import LossName, Negatives, TaskName
+from recfit.tasks.ranking import CatalogueRankingMetrics
 from recfit.tasks.registry import register
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ LEAVE_ONE_OUT_SPLIT = "leave_one_out"  # the split.method next-item needs (recfi
 FULL_RANKING = "full"  # task.candidates: every item (recfit.data.datamodule.FULL_RANKING)
 REPORTED = ("recall", "ndcg", "mrr", "hit")  # RecBole's; with one target per user recall@K = hit@K
 FROZEN = "all"  # backbone.freeze: the item vectors never change, so they are computed once
+ID_USERS = "id"  # model.user_encoder.name whose users are ID vectors (recfit.config.schema.UserEncoderName)
 
 
 def _cached_item_vectors(backbone: Any) -> bool:
@@ -46,7 +48,7 @@ def _cached_item_vectors(backbone: Any) -> bool:
 
 
 @register
-class NextItem(Task):
+class NextItem(CatalogueRankingMetrics, Task):
     name = TaskName.next_item.value
     shape = TaskShape.catalogue_ranking
     losses = (LossName.cross_entropy,)
@@ -90,10 +92,14 @@ class NextItem(Task):
         )
 
     def protocol(self, cfg: Any, num_items: int, domains: list[str] | None) -> str:
-        return (
+        line = (
             f"full ranking over all {num_items:,} items, history items not masked (RecBole's "
-            f"sequential protocol); users as their latest {cfg.model.user_encoder.max_history} items"
+            f"sequential protocol)"
         )
+        encoder = cfg.model.user_encoder
+        if str(getattr(encoder.name, "value", encoder.name)) == ID_USERS:
+            return line  # ID users and popularity read no history
+        return f"{line}; users as their latest {encoder.max_history} items"
 
     def targets(self, frame: pd.DataFrame) -> np.ndarray:
         """No per-interaction target: the next item of each history is (the data module's examples)."""
@@ -136,20 +142,6 @@ class NextItem(Task):
         return losses.in_batch_softmax_loss(users, table[target], target, log_q, module.temperature)
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def new_metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
-        import torchmetrics
-
-        return torchmetrics.MetricCollection(
-            {name: torchmetrics.MeanMetric() for name in self.metric_names()}
-        )
-
-    @property
-    def sums_in_float64(self) -> bool:
-        return True
-
-    def evaluation_output(self, module: Any, batch: dict) -> None:
-        return None  # each user's top items come from the catalogue, in `evaluate`
-
     def row_identity(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"item": batch["target"]}  # one row per user, with its target: warm / cold-item breakdowns
 

@@ -27,8 +27,27 @@ FULL_RANKING = "full"  # task.candidates: every item (recfit.data.datamodule.FUL
 COLD_ITEM_SPLIT = "cold_item"  # split.method whose held-out items are ranked among themselves
 
 
+class CatalogueRankingMetrics:
+    """The evaluation state of a task that ranks the whole catalogue per user: one mean per metric,
+    summed in float64, each user's top items found in `evaluate` rather than in the forward pass."""
+
+    def new_metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
+        import torchmetrics
+
+        return torchmetrics.MetricCollection(
+            {name: torchmetrics.MeanMetric() for name in self.metric_names()}  # type: ignore[attr-defined]
+        )
+
+    @property
+    def sums_in_float64(self) -> bool:
+        return True
+
+    def evaluation_output(self, module: Any, batch: dict) -> None:
+        return None  # each user's top items come from the catalogue, in `evaluate`
+
+
 @register
-class Ranking(Task):
+class Ranking(CatalogueRankingMetrics, Task):
     name = TaskName.ranking.value
     shape = TaskShape.catalogue_ranking
     losses = (LossName.cross_entropy, LossName.bpr)
@@ -111,20 +130,6 @@ class Ranking(Task):
         return losses.in_batch_softmax(scores, items, module.temperature, module.item_log_frequency)
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def new_metrics(self, num_classes: int) -> torchmetrics.MetricCollection:
-        import torchmetrics
-
-        return torchmetrics.MetricCollection(
-            {name: torchmetrics.MeanMetric() for name in self.metric_names()}
-        )
-
-    @property
-    def sums_in_float64(self) -> bool:
-        return True
-
-    def evaluation_output(self, module: Any, batch: dict) -> None:
-        return None  # each user's top items come from the catalogue, in `evaluate`
-
     def row_identity(self, batch: dict) -> dict[str, torch.Tensor]:
         return {}  # one value per user
 
