@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -601,3 +602,22 @@ def test_per_user_files_with_and_without_the_target_item_still_pair_on_users(tmp
     assert row["pairs"] == 60
     expected = stats.ttest_rel(values["new"], values["old"]).pvalue
     assert significance_of(row)["p"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_running_run_whose_process_is_gone_shows_as_interrupted(tmp_path):
+    """SIGKILL (or a scheduler's hard limit) leaves `running` in metrics.json: compare shows such a run
+    as interrupted (resume=auto takes it) when its pid is gone from this host, and running otherwise."""
+    import socket
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owners = {"killed": int(gone.stdout), "alive": os.getpid(), "elsewhere": int(gone.stdout)}
+    for name, pid in owners.items():
+        write_run(tmp_path / name, status="running", metrics={"val/ndcg@10": 0.1}, config={"seed": 0})
+        record = json.loads((tmp_path / name / "metrics.json").read_text())
+        host = "another-host" if name == "elsewhere" else socket.gethostname()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**record, "host": host, "pid": pid}))
+    payload = compare_json(tmp_path)
+    status = {Path(row["path"]).name: row["status"] for row in payload["rows"]}
+    assert status == {"killed": "interrupted", "alive": "running", "elsewhere": "running"}

@@ -148,13 +148,19 @@ def test_a_logger_of_ones_own_writes_into_the_run_folder(logged_run):
 
 
 @pytest.mark.slow
-def test_terminal_shows_config_tree_progress_bar_and_metrics_table(logged_run):
+def test_terminal_shows_overridden_keys_progress_bar_and_metrics_table(logged_run):
     _, run_dir, result = logged_run
     tree = (run_dir / "config_tree.txt").read_text()
     assert tree.startswith("CONFIG")
     assert "embedding_dim: 64" in tree and "├── logger" in tree
     assert "\x1b[" not in tree  # plain text, no colour codes
-    assert tree.splitlines()[:5] == result.stdout.splitlines()[:5]  # printed at the start, as saved
+    # the terminal shows the overridden keys, the whole tree is in the run folder
+    lines = result.stdout.splitlines()
+    assert lines[0] == "CONFIG: overridden keys"
+    end = lines.index(f"the whole config: {run_dir / 'config_tree.txt'}")
+    overrides = [line.strip() for line in lines[1:end]]
+    assert overrides == [*TINY, ALL_LOGGERS, *OWN_LOGGER, f"paths.output_dir={run_dir.parents[2]}"]
+    assert "├── logger" not in result.stdout and "embedding_dim: 64" not in result.stdout
     assert "Epoch 0/0" in result.stdout  # the rich progress bar
     assert "recfit run completed" in result.stdout
     assert f"run folder: {run_dir}" in result.stdout

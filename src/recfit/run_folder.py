@@ -319,6 +319,19 @@ def status_of(run_dir: Path) -> str | None:
     return status if isinstance(status, str) else None
 
 
+def reported_status(record: Mapping[str, Any]) -> str | None:
+    """The status to show for `record`: a run that says `running` but whose process is gone from this
+    machine (killed with SIGKILL, or by a scheduler's hard time limit, before it could write a status)
+    is `interrupted`, which `resume=auto` resumes. On another host the process cannot be checked, so
+    `running` stays."""
+    status = record.get("status")
+    if not isinstance(status, str):
+        return None
+    if status == Status.running and record.get("host") == socket.gethostname() and not alive_here(record):
+        return Status.interrupted
+    return status
+
+
 def alive_here(record: Mapping[str, Any]) -> bool:
     """Whether the process that wrote `record` still runs on this machine (its host and pid)."""
     if record.get("host") != socket.gethostname() or not record.get("pid"):

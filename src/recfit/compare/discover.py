@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from recfit.errors import RecfitError
-from recfit.run_folder import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, parse_record
+from recfit.run_folder import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, parse_record, reported_status
 
 # The C-accelerated safe loader when PyYAML was built with libyaml (5x faster on 1,000 runs), else
 # the pure-Python one: both build plain dicts, lists and scalars only.
@@ -46,7 +46,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", UNREADABLE))
+        return reported_status(self.summary) or UNREADABLE
 
 
 def find_run_folders(roots: Sequence[Path]) -> list[Path]:

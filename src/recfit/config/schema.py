@@ -479,7 +479,7 @@ class TrainConfig:
     checkpoint_every_n_steps: int = 50  # write last.ckpt this often, mid-epoch too (0 = each epoch's end)
     resume: str | None = None  # auto: continue the newest unfinished run of this experiment
     ckpt_path: str | None = None  # continue the run this checkpoint belongs to (in its own folder)
-    quiet: bool | None = None  # no progress bar, config tree or metrics table (null: quiet in sweeps)
+    quiet: bool | None = None  # no progress bar, config summary or metrics table (null: quiet in sweeps)
     init_from: InitFromConfig = field(default_factory=InitFromConfig)  # start from another run's weights
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # what checkpoints hold and keep
     tasks: list[str] = field(default_factory=list)  # pointwise tasks sharing one model; [] = task alone

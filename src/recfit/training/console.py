@@ -1,5 +1,6 @@
-"""What a run shows in the terminal: the composed config as a tree at the start, a rich progress bar
-with live metrics while it trains (the final metrics table is recfit.report's). `quiet` turns all of
+"""What a run shows in the terminal: the overridden config keys at the start (the whole config tree
+goes to the run folder's config_tree.txt), a rich progress bar with live metrics while it trains
+(the final metrics table is recfit.report's). `quiet` turns all of
 it off; by default sweeps (-m) and the jobs `recfit sweep resume` runs again are quiet, single runs
 are not. The model summary goes to train.log only."""
 
@@ -65,16 +66,26 @@ def config_tree(cfg: DictConfig) -> Tree:
     return tree
 
 
+def overridden_keys() -> list[str]:
+    """The `key=value` overrides this run was composed with (Hydra's task overrides), in their order."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def config_summary(overrides: list[str], run_dir: Path) -> str:
+    """What the terminal shows of the config: the keys set on the command line (or by the experiment
+    and API overrides), one per line to copy, not the 120-line tree, which is in the run folder."""
+    lines = [f"  {override}" for override in overrides] or ["  (none: the defaults of conf/train.yaml)"]
+    return "\n".join(["CONFIG: overridden keys", *lines, f"the whole config: {run_dir / CONFIG_TREE_FILE}"])
+
+
 @rank_zero_only
 def show_config(cfg: DictConfig, run_dir: Path, quiet: bool) -> None:
-    """Save the config tree as plain text in the run folder; print it too unless quiet."""
-    tree = config_tree(cfg)
+    """Save the whole config tree as plain text in the run folder; print the overridden keys unless quiet."""
     buffer = io.StringIO()
-    Console(file=buffer, width=110, color_system=None, force_terminal=False).print(tree)
-    text = buffer.getvalue()
-    write_text_atomic(run_dir / CONFIG_TREE_FILE, text)
+    Console(file=buffer, width=110, color_system=None, force_terminal=False).print(config_tree(cfg))
+    write_text_atomic(run_dir / CONFIG_TREE_FILE, buffer.getvalue())
     if not quiet:
-        Console().print(tree)
+        print(config_summary(overridden_keys(), run_dir), flush=True)
 
 
 def trainer_display(cfg: DictConfig, quiet: bool) -> tuple[list[pl.Callback], dict[str, bool]]:
