@@ -5,13 +5,14 @@ this process, on a tiny local BERT."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers.cli import run_cli
+from helpers.cli import recfit, run_cli
 from helpers.models import save_tiny_pretrained_bert, tiny_pretrained_bert
 from helpers.runs import SMALL_DATA, interrupted_after_step, train
 
@@ -128,6 +129,14 @@ def test_the_model_summary_goes_to_train_log_only(pretrained, tmp_path, capsys):
     assert "Loading weights" not in terminal.err
     assert SUMMARY in _train_log(record["run_dir"])
     assert "run folder:" in terminal.out  # the end of the run is still shown
+    # nor does loading the run again (eval, recommend, embed), in a fresh process: the variable the
+    # in-process run set must not hide a missing switch
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    embedded = recfit(
+        "embed", record["run_dir"], "--items", "--output", str(tmp_path / "items.parquet"), env=env
+    )
+    assert embedded.returncode == 0, embedded.stderr
+    assert "Loading weights" not in embedded.stderr + embedded.stdout
 
 
 def test_sweep_resume_is_quiet_like_a_sweep(tmp_path, capsys):

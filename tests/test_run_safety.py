@@ -91,6 +91,24 @@ def fill(disk: Path) -> None:
         os.close(handle)
 
 
+def test_an_output_folder_on_a_read_only_disk_is_refused_before_anything_runs(tmp_path, capsys):
+    """Root may write anywhere by permissions, but not on a read-only file system: the one way to test an
+    unwritable `paths.output_dir` here. One line, exit 2, nothing written."""
+    disk = tmp_path / "read_only"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a read-only tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr!r}")
+    try:
+        result = run_cli(capsys, "train", f"paths.output_dir={disk / 'outputs'}", *SMALL_DATA)
+        assert_one_line_error(result, "is not writable")
+        assert result.returncode == 2 and not any(disk.iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 @pytest.fixture(scope="module")
 def disk(tmp_path_factory) -> Iterator[Path]:
     """A 24 MiB tmpfs holding one completed run and one stopped run (`outputs/runs/safety/*`)."""

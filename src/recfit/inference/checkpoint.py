@@ -145,8 +145,10 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     from recfit.inference.transfer import load_weights
     from recfit.training.checkpoint_state import load_state_dict
+    from recfit.training.console import quiet_weight_loading
     from recfit.training.run import build
 
+    quiet_weight_loading()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as training did: same random init
     built = build(cfg, checkpoint)  # its frozen weights in place before item vectors are cached
     transfer = load_weights(

@@ -131,14 +131,19 @@ def _is_terminal(handler: logging.Handler) -> bool:
     return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
 
 
-def route_console() -> None:
-    """Send library chatter to train.log only: each Lightning line once (Lightning's own stderr handler
-    printed a second copy), warnings through logging, no weights-loading progress bar."""
+def quiet_weight_loading() -> None:
+    """No weights-loading progress bar from transformers (a run, `eval`, `recommend`, `embed`)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is imported
     if "transformers" in sys.modules:  # imported already (the run's modules are): switch its bars off now
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+
+
+def route_console() -> None:
+    """Send library chatter to train.log only: each Lightning line once (Lightning's own stderr handler
+    printed a second copy), warnings through logging, no weights-loading progress bar."""
+    quiet_weight_loading()
     logging.captureWarnings(True)
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
