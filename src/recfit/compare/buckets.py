@@ -58,16 +58,20 @@ def split_bucket(metric: str) -> tuple[str, str | None]:
     return metric, None
 
 
-def bucket_values(folder: Path | str, metrics: list[str], cold_max: int) -> dict[str, float]:
-    """{`M[warm]`: mean, `M[cold]`: mean} of each metric's per-user values in a run's per_user.parquet
-    (NaN for an empty subset); RecfitError (one line) when the file or a column is missing."""
+def read_per_user(folder: Path | str) -> pd.DataFrame:
+    """A run's per_user.parquet; RecfitError (one line) when it is missing or not a Parquet table."""
     path = Path(folder) / PER_USER_FILE
     if not path.is_file():
         raise RecfitError(f"no {PER_USER_FILE}")
     try:
-        table = pd.read_parquet(path)
+        return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises its own types for a file that is not Parquet
         raise RecfitError(f"{PER_USER_FILE} is unreadable ({type(error).__name__})") from None
+
+
+def bucket_values(table: pd.DataFrame, metrics: list[str], cold_max: int) -> dict[str, float]:
+    """{`M[warm]`: mean, `M[cold]`: mean} of each metric's per-user values in a run's per_user table
+    (NaN for an empty subset); RecfitError (one line) when a column is missing."""
     values: dict[str, float] = {}
     for bucket in BUCKETS:
         mask = Bucket(bucket, cold_max).mask(table)
@@ -80,9 +84,8 @@ def bucket_values(folder: Path | str, metrics: list[str], cold_max: int) -> dict
     return values
 
 
-def bucket_sizes(folder: Path | str, cold_max: int) -> dict[str, int]:
-    """{"warm": users, "cold": users} of one run's test set."""
-    table = pd.read_parquet(Path(folder) / PER_USER_FILE, columns=[ITEM_TRAIN_COUNT_COLUMN])
+def bucket_sizes(table: pd.DataFrame, cold_max: int) -> dict[str, int]:
+    """{"warm": users, "cold": users} of one run's test set (its per_user table)."""
     return {bucket: int(Bucket(bucket, cold_max).mask(table).sum()) for bucket in BUCKETS}
 
 
@@ -107,8 +110,9 @@ def with_buckets(
         values: dict[str, float] = {}
         if completed[index]:
             try:
-                values = bucket_values(folder, tested, cold_max)
-                sizes = sizes or bucket_sizes(folder, cold_max)
+                table = read_per_user(folder)  # read once: values and subset sizes
+                values = bucket_values(table, tested, cold_max)
+                sizes = sizes or bucket_sizes(table, cold_max)
             except RecfitError as error:
                 failed.setdefault(str(error), []).append(str(runs.at[index, "run"]))
         for name, entries in columns.items():

@@ -98,12 +98,10 @@ def history_scores(loaded: Any, histories: list[np.ndarray]) -> Any:
 
 def recommend_for_history(loaded: Any, ids: list[str], k: int) -> list[Any]:
     """The k best-scored items for a user given by their history (raw item ids, oldest first), the
-    history's own items excluded; a user that needs no training."""
+    history's own items excluded; a user that needs no training. `recommend` has checked k."""
     from recfit.inference.recommend import top_recommendations
 
-    if k < 1:
-        raise RecfitError(f"--k must be at least 1, got {k}")
-    _require_history_encoder(loaded)
+    _require_history_encoder(loaded)  # before the ids are checked: the run itself is the first problem
     codes = history_item_codes(loaded, ids)
     scores = history_scores(loaded, [codes])[0]
     scores[codes] = -float("inf")
