@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from helpers.cli import assert_one_line_error, recfit, run_cli
 from helpers.files import write_reviews_csv
@@ -78,11 +80,80 @@ def test_failed_jobs_are_recorded_and_resumed(tmp_path, capsys):
     assert grouped["n"].tolist() == [2, 2]
 
 
-@pytest.mark.slow
-def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path):
-    result = recfit("train", "-m", *TINY, "loss=mse,cross_entropy", f"paths.output_dir={tmp_path}")
-    assert_one_line_error(result, "sweep job 0 (")
+def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path, capsys):
+    result = run_cli(capsys, "train", "-m", *TINY, "loss=cross_entropy,mse", f"paths.output_dir={tmp_path}")
+    assert_one_line_error(result, "sweep job 1 (")  # named as the user wrote it
+    assert "loss=mse trainer.max_epochs=1" not in result.stderr and "hydra.mode" not in result.stderr
     assert "loss 'mse' does not fit task 'ranking'" in result.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+
+class Compositions:
+    """Counts the configs Hydra's config loader really composes (the loader itself runs)."""
+
+    def __init__(self, monkeypatch) -> None:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        self.count = 0
+        compose_for_real = ConfigLoaderImpl._load_configuration_impl
+
+        def counted(loader, *arguments, **keywords):
+            self.count += 1
+            return compose_for_real(loader, *arguments, **keywords)
+
+        monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+
+
+def test_a_sweep_composes_each_job_once_and_runs_the_config_it_validated(tmp_path, monkeypatch):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from recfit.config.compose import conf_dir
+    from recfit.config.sweep import MULTIRUN_MODE, composed_once, launcher_overrides, validate_sweep
+
+    arguments = ["model=mf", "backbone=none", "optimizer.head_lr=0.1,0.2",
+                 "hydra.job.env_copy=[RECFIT_TEST_ENV]", f"paths.output_dir={tmp_path}"]  # fmt: skip
+    monkeypatch.setenv("RECFIT_TEST_ENV", "read when validated")
+
+    def as_hydra_launches(jobs: int) -> list[str]:
+        """What Hydra's command line does with `recfit train -m ARGUMENTS`: compose the sweep's config,
+        then (its sweeper checking the batch, its launcher running each job) every job's, twice."""
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            hydra = GlobalHydra.instance().hydra
+            master = hydra.compose_config("train", [*arguments, MULTIRUN_MODE], run_mode=RunMode.MULTIRUN)
+            task = master.hydra.overrides.task
+            (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(task), None)
+            assert len(batch) == jobs
+            for job in batch:
+                hydra.config_loader.load_sweep_config(master, job)  # the sweeper's check
+            return [OmegaConf.to_yaml(hydra.config_loader.load_sweep_config(master, job)) for job in batch]
+
+    fresh = as_hydra_launches(2)  # as before: no config kept
+    compositions = Compositions(monkeypatch)
+    with composed_once():
+        assert validate_sweep(arguments) == 2
+        assert compositions.count == 2  # each job composed (and validated) once, up front
+        monkeypatch.setenv("RECFIT_TEST_ENV", "read again when the job starts")
+        launched = as_hydra_launches(2)
+        assert compositions.count == 2 + 1  # and then only the sweep's own config
+    # the very configs Hydra composes without the kept ones, but for the environment read as each job starts
+    again = "read again when the job starts"
+    assert [text.replace(again, "read when validated") for text in launched] == fresh
+    assert all(f"RECFIT_TEST_ENV: {again}" in text for text in launched)
+    assert launcher_overrides(arguments)[1][:2] == ["hydra.job.env_copy=[RECFIT_TEST_ENV]", MULTIRUN_MODE]
+
+    as_hydra_launches(2)
+    assert compositions.count == 3 + 1 + 4  # outside a sweep nothing is kept
+
+
+def test_a_sweep_over_hydras_own_config_is_refused_in_one_line(tmp_path, capsys):
+    swept = "hydra.job.chdir=false,true"
+    result = run_cli(
+        capsys, "train", "-m", "model=mf", "backbone=none", swept, f"paths.output_dir={tmp_path}"
+    )
+    assert_one_line_error(result, f"sweeping over Hydra's own configuration is not supported: {swept}")
     assert not (tmp_path / "sweeps").exists()
 
 

@@ -176,13 +176,31 @@ def _reexecute_as_entry(arguments: list[str]) -> None:
 def _hydra_command_line(arguments: list[str]) -> None:
     """A sweep or a Hydra flag: Hydra parses the command line (sys.argv, restored afterwards)."""
     if any(argument in MULTIRUN_FLAGS for argument in arguments):
-        from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
+        from recfit.config.sweep import MULTIRUN_MODE, composed_once
 
-        overrides = [argument for argument in arguments if not argument.startswith("-")]
-        if not is_search_sweep(overrides):
-            print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
-        else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
-            check_search_sweep(overrides)
+        # what Hydra adds when the config leaves hydra.mode unset, added before Hydra composes the
+        # sweep's config to find the mode: that config is then composed once, not twice
+        mode = [] if _key(MULTIRUN_MODE) in map(_key, arguments) else [MULTIRUN_MODE]
+        with composed_once():  # each job composed once: validated here, run by Hydra's launcher
+            _validate_sweep_up_front(arguments)
+            _run_train_app([*arguments, *mode])
+    else:
+        _run_train_app(arguments)
+
+
+def _validate_sweep_up_front(arguments: list[str]) -> None:
+    """Refuse a sweep with a bad job in one line before its first job starts."""
+    from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
+
+    overrides = [argument for argument in arguments if not argument.startswith("-")]
+    if not is_search_sweep(overrides):
+        print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
+    else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
+        check_search_sweep(overrides)
+
+
+def _run_train_app(arguments: list[str]) -> None:
+    """Hydra's command line over ARGUMENTS; then one line if any job of a sweep failed."""
     from recfit.training.sweep_summary import ENDED
 
     ended = len(ENDED)
