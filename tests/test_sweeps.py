@@ -202,3 +202,68 @@ def test_optuna_search_records_failed_trials_and_goes_on(tmp_path, capsys):
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(table["value"].max())
     assert table["objective"].unique().tolist() == ["val/ndcg@10"]  # the objective is task.metric
+
+
+def test_a_data_set_is_read_once_per_sweep_and_each_job_gets_its_own_copy(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from recfit.data.read_once import read_once, reads_kept
+    from recfit.data.sources.text_csv import read_text_csv
+
+    def assert_same(data, kept):
+        pd.testing.assert_frame_equal(data.interactions, kept.interactions)
+        assert (data.num_users, data.num_items, data.item_text, data.label_names, data.skipped_rows) == (
+            kept.num_users, kept.num_items, kept.item_text, kept.label_names, kept.skipped_rows
+        )  # fmt: skip
+
+    csv = write_reviews_csv(tmp_path / "reviews.csv", rows=8)  # two rows without a text or a label
+    reader = OmegaConf.create({"_target_": "recfit.data.sources.text_csv.read_text_csv", "path": str(csv),
+                               "text_column": "review", "label_column": "sentiment"})  # fmt: skip
+    reads = []
+
+    def read():
+        reads.append(1)
+        return read_text_csv(str(csv), text_column="review", label_column="sentiment")
+
+    read_twice = read_once(read, reader)
+    dropped = "dropped 2 of 10 rows with a missing text or label"
+    with reads_kept():
+        first, second = read_twice(), read_twice()
+        assert len(reads) == 1
+        assert caplog.text.count(dropped) == 2  # each job's log says what its data lost
+        assert second is not first and second.interactions is not first.interactions
+        assert_same(second, first)
+        second.interactions.drop(index=0, inplace=True)  # one job's changes never reach the next
+        second.item_text.append("more")
+        assert_same(read_twice(), first)
+        assert len(reads) == 1
+
+        write_reviews_csv(csv, rows=6)  # the file changed between two jobs: read again
+        assert len(read_twice().interactions) == 6 and len(reads) == 2
+    read_twice()
+    assert len(reads) == 3  # outside a sweep nothing is kept
+
+
+def test_identical_jobs_of_a_sweep_give_identical_metrics(tmp_path, capsys, monkeypatch, ml100k_dir):
+    import recfit.data.sources.movielens as movielens
+
+    reads = []
+    read_for_real = movielens.read_movielens_100k
+
+    def counted(*arguments, **keywords):
+        reads.append(1)
+        return read_for_real(*arguments, **keywords)
+
+    monkeypatch.setattr(movielens, "read_movielens_100k", counted)
+    compositions = Compositions(monkeypatch)
+    result = run_cli(
+        capsys, "train", "-m", "experiment=ml100k_bpr", f"dataset.reader.path={ml100k_dir}", "seed=3,3",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
+        f"paths.output_dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert compositions.count == 1 + 1  # two jobs of one config: composed once, and the sweep's own
+    assert len(reads) == 1  # job 1 trains on a copy of what job 0 read
+    sweep = only_sweep(tmp_path)
+    first, second = (json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1"))
+    assert first["metrics"] == second["metrics"] and first["data_sha256"] == second["data_sha256"]

@@ -183,7 +183,10 @@ def _hydra_command_line(arguments: list[str]) -> None:
         mode = [] if _key(MULTIRUN_MODE) in map(_key, arguments) else [MULTIRUN_MODE]
         with composed_once():  # each job composed once: validated here, run by Hydra's launcher
             _validate_sweep_up_front(arguments)
-            _run_train_app([*arguments, *mode])
+            from recfit.data.read_once import reads_kept
+
+            with reads_kept():  # jobs that read the same files with the same reader read them once
+                _run_train_app([*arguments, *mode])
     else:
         _run_train_app(arguments)
 
