@@ -20,20 +20,13 @@ from recfit.data.encode import ImageContent, TextContent
 from recfit.data.eval_shards import ContiguousShardSampler
 from recfit.data.filters import filter_interactions
 from recfit.data.length_buckets import LengthBucketSampler, pair_lengths
+from recfit.data.next_item_data import NextItemRows, SequencePlan
 from recfit.data.resampling import Resampling
 from recfit.data.resumable import EpochSampler, ResumableLoader
 from recfit.data.seen_pairs import SeenIndex
-from recfit.data.sequence_batches import NextItemCollator
-from recfit.data.sequences import (
-    LeaveOneOut,
-    evaluation_examples,
-    leave_one_out,
-    prefix_examples,
-    sequences_from_recdata,
-)
+from recfit.data.sequences import LeaveOneOut, leave_one_out, sequences_from_recdata
 from recfit.data.split import Splits
 from recfit.data.tables import ITEM, USER, RecData
-from recfit.tasks.names import Negatives
 
 log = logging.getLogger(__name__)
 
@@ -232,66 +225,6 @@ class RankingCollator:
 
 
 @dataclass(frozen=True)
-class SequencePlan:
-    """How a next-item task cuts user histories into rows (recfit.tasks.next_item)."""
-
-    max_history: int = 50  # the most recent items a history row carries
-    negatives: Negatives = Negatives.full  # full | sampled | in_batch
-    num_negatives: int = 0  # sampled: items drawn per training batch
-
-    @property
-    def encodes_batch_items(self) -> bool:
-        """Each training batch's distinct items are encoded (not the whole catalogue at each step)."""
-        return self.negatives != Negatives.full
-
-
-class FrequencyNegatives:
-    """`count` items per batch, drawn with replacement in proportion to `counts` (training frequency).
-
-    Its generator (`rng`) moves on from batch to batch and is checkpointed by ResumableLoader, so a
-    resumed run draws the negatives the uninterrupted run drew.
-    """
-
-    def __init__(self, counts: np.ndarray, count: int, seed: int) -> None:
-        self.probabilities = counts / counts.sum()
-        self.count = count
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self) -> np.ndarray:
-        return self.rng.choice(len(self.probabilities), size=self.count, p=self.probabilities)
-
-
-class SequenceTrainingCollator:
-    """A next-item training batch (NextItemCollator's keys), plus the sampled `negatives` [S] and, when
-    only the batch's items are encoded, its distinct items (`unique_items`) and their content."""
-
-    def __init__(
-        self,
-        rows: NextItemCollator,
-        negatives: FrequencyNegatives | None,
-        batch_items: bool,
-        content: Content | None,
-    ) -> None:
-        self.rows = rows
-        self.negatives = negatives
-        self.batch_items = batch_items
-        self.content = content
-
-    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
-        batch: dict = self.rows(indices)
-        codes = [batch["items"][batch["mask"]].numpy(), batch["target"].numpy()]
-        if self.negatives is not None:
-            codes.append(self.negatives())
-            batch["negatives"] = torch.as_tensor(codes[-1])
-        if self.batch_items:
-            unique = np.unique(np.concatenate(codes))
-            batch["unique_items"] = torch.as_tensor(unique)
-            if self.content is not None:
-                batch["item_inputs"] = self.content.batch(unique)
-        return batch
-
-
-@dataclass(frozen=True)
 class DataSource:
     """What `setup` reads and how it cuts it: the reader, the filter and the split."""
 
@@ -351,6 +284,7 @@ class RecDataModule(pl.LightningDataModule):
         self.plan = plan
         self.data: RecData | None = None
         self.sequence_split: LeaveOneOut | None = None  # rows are user histories (plan.sequences)
+        self.next_item_rows: NextItemRows | None = None  # their examples and loaders
 
     def setup(self, stage: str | None = None) -> None:
         """Read, filter and split the data; derive targets, content and samplers (once per process)."""
@@ -364,14 +298,7 @@ class RecDataModule(pl.LightningDataModule):
             self.sequence_split = leave_one_out(sequences_from_recdata(data))
         splits = split_per_domain(data, self.source.split)  # one data set: split(data)
         if self.sequence_split is not None:
-            max_history = self.plan.sequences.max_history
-            self.examples = {
-                "train": prefix_examples(self.sequence_split.train, max_history),
-                **{
-                    which: evaluation_examples(self.sequence_split, which, max_history)
-                    for which in ("val", "test")
-                },
-            }
+            self.next_item_rows = NextItemRows(self.sequence_split, self.plan.sequences)
             splits = replace(splits, protocol=self.sequence_split.protocol)
         self.splits = splits
         self.targets = {name: self.plan.targets(getattr(splits, name)) for name in ("train", "val", "test")}
@@ -413,41 +340,19 @@ class RecDataModule(pl.LightningDataModule):
     def training_item_counts(self) -> np.ndarray:
         """How often each item is a training target: the training interactions' items, or with
         histories the next items of the training examples (what in-batch negatives are drawn from)."""
-        if self.sequence_split is not None:
-            items = self.examples["train"].targets
-        else:
-            items = self.splits.train[ITEM].to_numpy()
-        return np.bincount(items, minlength=self.num_items)
+        if self.next_item_rows is not None:
+            return self.next_item_rows.target_counts(self.num_items)
+        return np.bincount(self.splits.train[ITEM].to_numpy(), minlength=self.num_items)
 
     def _sequence_loader(self, split: str) -> DataLoader:
-        """Next-item rows: training prefixes in a resumable order, or one history per user to evaluate."""
-        examples, plan = self.examples[split], self.plan.sequences
-        history = self.sequence_split.train if split == "train" else self.sequence_split.history(split)
-        rows = NextItemCollator(history, examples, plan.max_history)
-        generator = torch.Generator().manual_seed(self.seed)
+        """Next-item rows: training examples in a resumable order, or one history per user to evaluate."""
+        rows = self.next_item_rows
         if split != "train":
-            return DataLoader(
-                examples,
-                batch_size=self.eval_batch_size,
-                sampler=self._evaluation_sampler(len(examples)),
-                collate_fn=rows,
-                generator=generator,
-            )
-        negatives = None
-        if plan.negatives == Negatives.sampled:
-            counts = self.training_item_counts().clip(min=1)  # every item can be drawn
-            negatives = FrequencyNegatives(counts.astype(np.float64), plan.num_negatives, self.seed)
+            sampler = self._evaluation_sampler(len(rows.examples[split]))
+            return rows.evaluation_loader(split, self.eval_batch_size, self.seed, sampler)
         content = self.item_content if self.inputs == BatchInputs.item_content else None
-        return ResumableLoader(
-            examples,
-            sampler=EpochSampler(len(examples), self.seed),
-            batch_size=self.batch_size,
-            collate_fn=SequenceTrainingCollator(rows, negatives, plan.encodes_batch_items, content),
-            num_workers=self.loading.num_workers,
-            persistent_workers=self.loading.num_workers > 0,
-            generator=generator,
-            pin_memory=torch.cuda.is_available(),
-        )
+        workers = self.loading.num_workers
+        return rows.train_loader(self.batch_size, self.seed, self.num_items, content, workers)
 
     def _loader(self, split: str, batch_size: int, inputs: BatchInputs) -> DataLoader:
         frame = getattr(self.splits, split)
@@ -505,8 +410,8 @@ class RecDataModule(pl.LightningDataModule):
 
     def train_epoch_rows(self) -> int:
         """Training rows served per epoch (resampling and domain mixing change it): sizes the schedule."""
-        if self.sequence_split is not None:
-            return len(self.examples["train"])
+        if self.next_item_rows is not None:
+            return len(self.next_item_rows.examples["train"])
         return len(self._train_sampler(self.splits.train))
 
     def _ranking_loader(self, split: str) -> DataLoader:
@@ -526,19 +431,19 @@ class RecDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.sequence_split is not None:
+        if self.next_item_rows is not None:
             return self._sequence_loader("train")
         return self._loader("train", self.batch_size, self.inputs)
 
     def val_dataloader(self) -> DataLoader:
-        if self.sequence_split is not None:
+        if self.next_item_rows is not None:
             return self._sequence_loader("val")
         if self.plan.ranking:
             return self._ranking_loader("val")
         return self._loader("val", self.eval_batch_size, self.inputs)
 
     def test_dataloader(self) -> DataLoader:
-        if self.sequence_split is not None:
+        if self.next_item_rows is not None:
             return self._sequence_loader("test")
         if self.plan.ranking:
             return self._ranking_loader("test")

@@ -109,7 +109,7 @@ class Task:
 
     def sequence_plan(self, cfg: Any) -> Any:
         """For a task whose rows are user histories: how the data module cuts them
-        (recfit.data.datamodule.SequencePlan); None: rows are interactions."""
+        (recfit.data.next_item_data.SequencePlan); None: rows are interactions."""
         return None
 
     def protocol(self, cfg: Any, num_items: int, domains: list[str] | None) -> str:

@@ -32,3 +32,10 @@ class Negatives(str, Enum):
     full = "full"  # every item of the catalogue
     sampled = "sampled"  # loss.num_negatives items drawn by training frequency, shared by the batch
     in_batch = "in_batch"  # the other target items of the batch
+
+
+class HistoryExamples(str, Enum):
+    """How next-item training cuts each user's training history into rows (`task.next_item_examples`)."""
+
+    prefixes = "prefixes"  # every prefix is a row predicting its next item (RecBole's augmentation)
+    window = "window"  # one row per user: every position of the latest window predicts its next item (SASRec)

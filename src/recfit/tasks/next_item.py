@@ -83,7 +83,7 @@ class NextItem(CatalogueRankingMetrics, Task):
 
     # ---- data and model set-up --------------------------------------------------------------------
     def sequence_plan(self, cfg: Any) -> Any:
-        from recfit.data.datamodule import SequencePlan
+        from recfit.data.next_item_data import SequencePlan
 
         return SequencePlan(
             max_history=cfg.model.user_encoder.max_history,
