@@ -6,6 +6,7 @@ as real subprocesses; a sweep whose jobs run in its own process runs in this one
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from pathlib import Path
@@ -244,6 +245,7 @@ def test_a_data_set_is_read_once_per_sweep_and_each_job_gets_its_own_copy(tmp_pa
     assert len(reads) == 3  # outside a sweep nothing is kept
 
 
+@pytest.mark.slow
 def test_identical_jobs_of_a_sweep_give_identical_metrics(tmp_path, capsys, monkeypatch, ml100k_dir):
     import recfit.data.sources.movielens as movielens
 
@@ -267,3 +269,19 @@ def test_identical_jobs_of_a_sweep_give_identical_metrics(tmp_path, capsys, monk
     sweep = only_sweep(tmp_path)
     first, second = (json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1"))
     assert first["metrics"] == second["metrics"] and first["data_sha256"] == second["data_sha256"]
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # the collector as the sweep found it
+
+
+def test_a_sweep_leaves_what_its_imports_made_out_of_full_garbage_collections():
+    from recfit import apps
+
+    assert gc.get_freeze_count() == 0
+    with apps._imports_out_of_garbage_collection():
+        apps._freeze_imports()  # what the first job calls once torch and Lightning are imported
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000
+        apps._freeze_imports()
+        assert gc.get_freeze_count() == frozen  # once per sweep
+    assert gc.get_freeze_count() == 0  # handed back when the sweep ends
+    apps._freeze_imports()
+    assert gc.get_freeze_count() == 0  # never outside a sweep (a notebook's objects are its own)
