@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers.runs import SMALL_DATA, evaluate, train
 
+from helpers.runs import SMALL_DATA, evaluate, train
 from recfit.training.checkpoint_state import VALIDATION_METRICS_KEY, stored_validation_metrics
 
 RUN = ["backbone=none", "model=mf", *SMALL_DATA, "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
