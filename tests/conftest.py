@@ -86,6 +86,20 @@ def _shared_fixtures(item: pytest.Item) -> list[tuple[str, str]]:
     return shared
 
 
+def _suffix_group(item: pytest.Item, name: str) -> None:
+    """Add `@name` to the test's id, which is how xdist's scheduler reads the group.
+
+    xdist does this itself by setting `item._nodeid`, which pytest 9 no longer reads (a node's id is
+    `item._id`): without this, every test was a group of its own, and a module's trained run was built
+    again on each worker (and again whenever a worker came back to the module).
+    """
+    if not hasattr(item, "_id"):  # pytest 8: xdist's own hook adds the suffix
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{name}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: one group per set of tests linked by a shared fixture; slow tests first.
@@ -119,6 +133,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             name = "::".join(first_fixture[group[0].nodeid])
             for item in group:
                 item.add_marker(pytest.mark.xdist_group(name))
+                _suffix_group(item, name)
                 grouped.add(item.nodeid)
     # xdist hands out the groups first (most tests first), then single tests in this order; a stable
     # sort keeps each group's tests, and the rest of a file's, in file order
