@@ -613,6 +613,98 @@ def test_the_same_seed_gives_the_same_next_item_metrics(next_item_runs, tmp_path
     assert again["metrics"] == next_item_runs["transformer_sampled"]["metrics"]
 
 
+# SASRec's every-position objective: one window per user, the loss on every real position
+WINDOW_RUNS = {
+    "transformer": ["model.user_encoder.name=transformer"],
+    "gru_sampled": ["model.user_encoder.name=gru", "loss.negatives=sampled", "loss.num_negatives=7"],
+    "mean_in_batch": ["model.user_encoder.name=mean", "loss.negatives=in_batch"],
+}
+WINDOW = [*NEXT_ITEM, "task.next_item_examples=window"]
+
+
+@pytest.fixture(scope="module")
+def window_runs(tmp_path_factory) -> dict[str, dict]:
+    return {
+        name: train(tmp_path_factory.mktemp(name), *WINDOW, *extra) for name, extra in WINDOW_RUNS.items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(WINDOW_RUNS))
+def test_window_rows_train_each_history_encoder_and_write_its_metrics(window_runs, next_item_runs, name):
+    record = window_runs[name]
+    assert record["task"] == "next_item" and set(record["metrics"]) == REPORTED
+    assert all(0 <= value <= 1 for value in record["metrics"].values())
+    # one row per user (40), not one per prefix (40 users x 5 prefixes): evaluation is unchanged
+    assert record["train_throughput"]["samples"] == 40
+    assert next_item_runs["transformer"]["train_throughput"]["samples"] == 200
+    assert record["protocol"] == next_item_runs["transformer"]["protocol"]
+    table = pd.read_parquet(Path(record["run_dir"]) / "per_user.parquet")
+    assert len(table) == table["user"].nunique() == 40
+
+
+def test_the_same_seed_gives_the_same_window_metrics(window_runs, tmp_path):
+    again = train(tmp_path, *WINDOW, *WINDOW_RUNS["gru_sampled"])
+    assert again["metrics"] == window_runs["gru_sampled"]["metrics"]
+
+
+@pytest.mark.parametrize("negatives", ["full", "in_batch"])
+def test_the_window_loss_is_every_positions_softmax_computed_by_hand(tmp_path, negatives):
+    """A hand-built batch of two windows: the run's loss is the mean over the 5 real positions of each
+    prefix's own softmax cross-entropy, its user vector encoded from that prefix alone."""
+    from recfit.config import compose
+    from recfit.training.run import build
+
+    overrides = [*WINDOW, "model.user_encoder.name=transformer", f"loss.negatives={negatives}"]
+    module = build(compose([*overrides, f"paths.data_dir={tmp_path}"])).module.eval()  # no dropout
+    items = torch.tensor([[3, 7, 9], [5, 2, PAD]])
+    mask = items != PAD
+    next_items = torch.tensor([[7, 9, 11], [2, 4, PAD]])
+    batch = {"user": torch.tensor([0, 1]), "items": items, "mask": mask, "target": next_items}
+    if (
+        negatives == "in_batch"
+    ):  # the rows' last targets are the negatives; only the batch's items are encoded
+        batch |= {"negatives": torch.tensor([11, 4]), "unique_items": torch.tensor([2, 3, 4, 5, 7, 9, 11])}
+    task = module.tasks[0]
+    with torch.no_grad():
+        loss = task.loss_value(task.training_output(module, batch), batch["target"], module)
+        table = module.recommender.catalogue_vectors([(torch.arange(60), {})])
+        log_q = module.item_log_frequency
+        terms = []
+        for row, length in ((0, 3), (1, 2)):
+            for t in range(length):
+                user = module.recommender.encode_histories(
+                    items[row : row + 1, : t + 1], mask[row : row + 1, : t + 1], table
+                )[0]
+                target = int(next_items[row, t])
+                if negatives == "full":
+                    logits = table @ user
+                    terms.append(float(torch.logsumexp(logits, 0) - logits[target]))
+                    continue
+                positive = float(user @ table[target])
+                others = [
+                    float(user @ table[j]) - float(log_q[j]) - math.log(2) for j in (11, 4) if j != target
+                ]
+                terms.append(-positive + math.log(math.exp(positive) + sum(math.exp(v) for v in others)))
+    assert module.temperature == 1.0 and len(terms) == 5
+    assert float(loss) == pytest.approx(sum(terms) / 5, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "temperature"),
+    [
+        (["task=next_item", "loss=cross_entropy"], 1.0),  # RecBole's CE: plain dot products
+        (["task=next_item", "loss.negatives=sampled"], 1.0),
+        (["task=next_item", "loss.temperature=0.05"], 0.05),  # an explicit value wins
+        (["task=ranking", "loss=cross_entropy"], 0.05),  # ranking's cosine scores keep theirs
+        (["experiment=ml100k_sasrec"], 1.0),
+    ],
+)
+def test_next_items_default_temperature_is_recboles_and_rankings_stays(overrides, temperature):
+    from recfit.config import compose
+
+    assert compose(overrides).loss.temperature == temperature
+
+
 def test_an_id_sasrec_learns_the_synthetic_next_items_better_than_chance(tmp_path):
     record = train(
         tmp_path, *NEXT_ITEM, "model.user_encoder.name=transformer", "trainer.max_epochs=8",
@@ -668,6 +760,11 @@ def test_sampled_softmax_without_the_correction_scores_negatives_as_they_are():
         (
             [*NEXT_ITEM, "model=popularity", "model.user_encoder.name=mean"],
             "model 'popularity' has no user tower for model.user_encoder.name=mean",
+        ),
+        (
+            [*NEXT_ITEM, "task.next_item_examples=window"],
+            "task.next_item_examples=window trains every position of a history, but "
+            "model.user_encoder.name=id has one vector per user",
         ),
         (
             [*NEXT_ITEM, "loss.negatives=sampled", "loss.num_negatives=0"],

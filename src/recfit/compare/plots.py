@@ -79,8 +79,8 @@ def read_curve(run_folder: str, metric: str) -> pd.Series | None:
     values = log[["epoch", metric]].dropna()
     trained = log.filter(like="train/").notna().any(axis=1)
     if trained.any():
-        # after fit, recfit validates the best checkpoint once more, logged one epoch past the last
-        # trained one: a repeat of an earlier value, not a point of the curve
+        # runs written before December 2026 validated the best checkpoint once more after fit, logged
+        # one epoch past the last trained one: a repeat of an earlier value, not a point of the curve
         values = values[values["epoch"].isin(log.loc[trained, "epoch"])]
     return values.groupby("epoch")[metric].last() if not values.empty else None
 

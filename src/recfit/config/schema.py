@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from recfit.tasks.names import LossName, Negatives, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
+from recfit.tasks.names import HistoryExamples, LossName, Negatives, TaskName  # noqa: F401 (TaskName: the built-in tasks, kept importable here)
 
 
 class ModelName(str, Enum):
@@ -307,6 +307,7 @@ class TaskConfig:
     topk: list[int] = field(default_factory=lambda: [10, 20])  # cut-offs for ranking metrics
     rating_threshold: float = 4.0  # ctr: label = rating >= threshold
     candidates: str = "full"  # ranking: full (every item) | uniN | popN (N sampled negatives per user)
+    next_item_examples: HistoryExamples = HistoryExamples.prefixes  # next_item: rows per prefix or per user
 
 
 @dataclass

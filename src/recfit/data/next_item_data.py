@@ -61,7 +61,12 @@ class FrequencyNegatives:
 
 class SequenceTrainingCollator:
     """A next-item training batch (NextItemCollator's keys), plus the sampled `negatives` [S] and, when
-    only the batch's items are encoded, its distinct items (`unique_items`) and their content."""
+    only the batch's items are encoded, its distinct items (`unique_items`) and their content.
+
+    With `every_position` (window rows) `target` is [B, L]: each position's next item, PAD on padding,
+    as the loss reads it; in-batch negatives are then the rows' own last targets, given as `negatives`
+    [B] (the batch's positions share them, as sampled ones are shared).
+    """
 
     def __init__(
         self,
@@ -69,19 +74,27 @@ class SequenceTrainingCollator:
         negatives: FrequencyNegatives | None,
         batch_items: bool,
         content: TextContent | ImageContent | None,
+        every_position: bool = False,
+        in_batch: bool = False,
     ) -> None:
         self.rows = rows
         self.negatives = negatives
         self.batch_items = batch_items
         self.content = content
+        self.every_position = every_position
+        self.in_batch = in_batch
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
         batch: dict = self.rows(indices)
-        # every position's next item is a history item or the target: these cover the window's too
+        # every position's next item is a history item or the row's target: these codes cover them all
         codes = [batch["items"][batch["mask"]].numpy(), batch["target"].numpy()]
         if self.negatives is not None:
             codes.append(self.negatives())
             batch["negatives"] = torch.as_tensor(codes[-1])
+        if self.every_position:
+            if self.in_batch:
+                batch["negatives"] = batch["target"]
+            batch["target"] = batch["next_items"]
         if self.batch_items:
             unique = np.unique(np.concatenate(codes))
             batch["unique_items"] = torch.as_tensor(unique)
@@ -111,7 +124,8 @@ class NextItemRows:
 
     def target_counts(self, num_items: int) -> np.ndarray:
         """[num_items] how often each item is a training row's target: what in-batch negatives are
-        drawn from, and the proposal of sampled ones."""
+        drawn from, and the proposal of sampled ones. With window rows: each row's last target only
+        (the in-batch negatives are those), not every position's."""
         return np.bincount(self.examples["train"].targets, minlength=num_items)
 
     def _collator(self, split: str) -> NextItemCollator:
@@ -138,7 +152,12 @@ class NextItemRows:
             sampler=EpochSampler(len(examples), seed),
             batch_size=batch_size,
             collate_fn=SequenceTrainingCollator(
-                self._collator("train"), negatives, plan.encodes_batch_items, content
+                self._collator("train"),
+                negatives,
+                plan.encodes_batch_items,
+                content,
+                every_position=plan.examples == HistoryExamples.window,
+                in_batch=plan.negatives == Negatives.in_batch,
             ),
             num_workers=num_workers,
             persistent_workers=num_workers > 0,

@@ -80,6 +80,16 @@ class DotProductRecommender(nn.Module):
         vectors = self.user_encoder.encode(history, mask)
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
+    def encode_history_positions(
+        self, items: torch.Tensor, mask: torch.Tensor, item_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, L, d]: position t is the user after the history's items 0..t (what predicts item t + 1),
+        as `encode_histories` reads it at each row's last item; positions where `mask` is False are
+        meaningless. For training every position at once (`task.next_item_examples=window`)."""
+        history = item_vectors[items.clamp(min=0)] * mask.unsqueeze(-1).to(item_vectors.dtype)
+        states = self.user_encoder(history, mask)
+        return F.normalize(states, dim=-1) if self.normalize else states
+
     def set_output_offset(self, value: float | list[float]) -> None:
         """Start predictions at `value` (the mean training rating, or the base rate's logit); one per task."""
         self.global_bias.data.copy_(torch.as_tensor(value).expand_as(self.global_bias))

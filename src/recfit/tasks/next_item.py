@@ -1,7 +1,9 @@
 """next_item: predict each user's next item from their chronological history (SASRec's task).
 
 Rows are user histories, not interactions: every prefix of a user's training sequence predicts the
-item after it (RecBole's data augmentation), and a user is their latest `model.user_encoder.max_history`
+item after it (RecBole's data augmentation; `task.next_item_examples=prefixes`), or one row per user
+trains every position of their latest window at once (`window`: SASRec's own objective, the loss over
+every real position's next item). A user is their latest `model.user_encoder.max_history`
 items, encoded by `model.user_encoder` (`mean`, `gru`, `transformer`) from the same item vectors that
 are scored; with `id` the user is a learned user-ID vector (two-tower / DSSM) trained the same way.
 The split is leave-one-out in time order (RecBole `LS: valid_and_test`, `TO`); evaluation ranks the
@@ -24,7 +26,7 @@ from recfit.errors import ConfigError
 from recfit.run_folder import ITEM_TRAIN_COUNT_COLUMN
 from recfit.tasks import metrics
 from recfit.tasks.base import Task, TaskShape
-from recfit.tasks.names import LossName, Negatives, TaskName
+from recfit.tasks.names import HistoryExamples, LossName, Negatives, TaskName
 from recfit.tasks.ranking import CatalogueRankingMetrics
 from recfit.tasks.registry import register
 
@@ -73,6 +75,7 @@ class NextItem(CatalogueRankingMetrics, Task):
             raise ConfigError(f"loss.num_negatives must be at least 1 (got {loss.num_negatives})")
         if negatives == Negatives.in_batch and cfg.dataset.batch_size < 2:
             raise ConfigError("dataset.batch_size must be at least 2 for in-batch negatives")
+        _check_window(cfg)
         has_backbone = getattr(cfg.backbone.modality, "value", cfg.backbone.modality) != "none"
         if negatives == Negatives.full and has_backbone and not _cached_item_vectors(cfg.backbone):
             raise ConfigError(
@@ -89,6 +92,7 @@ class NextItem(CatalogueRankingMetrics, Task):
             max_history=cfg.model.user_encoder.max_history,
             negatives=Negatives(cfg.loss.negatives),
             num_negatives=cfg.loss.num_negatives,
+            examples=_examples(cfg.task),
         )
 
     def protocol(self, cfg: Any, num_items: int, domains: list[str] | None) -> str:
@@ -117,6 +121,8 @@ class NextItem(CatalogueRankingMetrics, Task):
 
         Full softmax encodes the whole catalogue; otherwise only the batch's distinct items are encoded
         (history, targets, negatives) and placed at their codes, so the losses index by code alike.
+        Window rows: the user vectors are [B, L, d], one per position (the batch's `target` is [B, L]),
+        and the negatives of in-batch softmax are the rows' last targets.
         """
         recommender = module.recommender
         if "unique_items" in batch:
@@ -127,7 +133,11 @@ class NextItem(CatalogueRankingMetrics, Task):
             import torch
 
             table = recommender.catalogue_vectors([(torch.arange(module.num_items), {})])
-        return user_vectors(recommender, batch, table), table, batch.get("negatives")
+        if _examples(self.settings) == HistoryExamples.window:
+            users = recommender.encode_history_positions(batch["items"], batch["mask"], table)
+        else:
+            users = user_vectors(recommender, batch, table)
+        return users, table, batch.get("negatives")
 
     def loss_value(self, output: Any, target: torch.Tensor, module: Any) -> torch.Tensor:
         from recfit.training import next_item_loss as losses
@@ -137,7 +147,7 @@ class NextItem(CatalogueRankingMetrics, Task):
         negatives_kind = Negatives(module.loss_settings.negatives)
         if negatives_kind == Negatives.full:
             return losses.full_softmax_loss(users, table, target, module.temperature)
-        if negatives_kind == Negatives.sampled:
+        if negatives is not None:  # sampled ones, or window rows' in-batch ones (the rows' last targets)
             return losses.sampled_softmax_loss(users, table, target, negatives, log_q, module.temperature)
         return losses.in_batch_softmax_loss(users, table[target], target, log_q, module.temperature)
 
@@ -177,6 +187,26 @@ class NextItem(CatalogueRankingMetrics, Task):
         if counts is not None:  # a column of per_user.parquet, not a metric
             values[ITEM_TRAIN_COUNT_COLUMN] = counts[batch["target"].cpu()].to(batch["target"].device)
         return values
+
+
+def _examples(settings: Any) -> HistoryExamples:
+    """`task.next_item_examples` (prefixes when the settings predate it)."""
+    return HistoryExamples(getattr(settings, "next_item_examples", None) or HistoryExamples.prefixes)
+
+
+def _check_window(cfg: Any) -> None:
+    """Window rows train a user vector per position: a model whose users are ID vectors has one per user."""
+    if _examples(cfg.task) != HistoryExamples.window:
+        return
+    from recfit.models.declarations import declaration
+
+    encoder = str(getattr(cfg.model.user_encoder.name, "value", cfg.model.user_encoder.name))
+    if encoder == ID_USERS and declaration(cfg.model.name).user_encoders:
+        raise ConfigError(
+            "task.next_item_examples=window trains every position of a history, but "
+            "model.user_encoder.name=id has one vector per user, not per position (use mean, gru or "
+            "transformer, or task.next_item_examples=prefixes)"
+        )
 
 
 def _training_item_counts(module: Any) -> torch.Tensor | None:

@@ -11,6 +11,24 @@ from torch import nn
 from recfit.errors import DataError
 from recfit.training.frozen_reference import restore_into
 
+# A checkpoint's copy of the validation metrics logged just before it was written: the best
+# checkpoint's are the run's validation metrics, so the run need not validate it a second time
+VALIDATION_METRICS_KEY = "recfit_validation_metrics"
+VALIDATION_PREFIX = "val/"
+
+
+def validation_metrics_of(checkpoint: dict[str, Any], logged: dict[str, Any]) -> None:
+    """Store in `checkpoint` the validation entries of `logged` (a trainer's callback_metrics)."""
+    checkpoint[VALIDATION_METRICS_KEY] = {
+        name: float(value) for name, value in logged.items() if name.startswith(VALIDATION_PREFIX)
+    }
+
+
+def stored_validation_metrics(path: str | Path) -> dict[str, float] | None:
+    """The validation metrics a checkpoint holds (None for one written without them)."""
+    stored = read_checkpoint(path).get(VALIDATION_METRICS_KEY)
+    return dict(stored) if stored else None
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A whole Lightning checkpoint, read with weights_only=True (no code runs).

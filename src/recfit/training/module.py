@@ -7,6 +7,7 @@ from functools import partial
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 from torch import nn
 
@@ -15,6 +16,7 @@ from recfit.errors import TrainingDivergedError
 from recfit.evaluation.ranking import ScoreBuffer, SeenPairs, top_k_candidates, top_k_items
 from recfit.tasks.base import Task
 from recfit.tasks.registry import make_task
+from recfit.training.checkpoint_state import validation_metrics_of
 from recfit.training.domains import DomainLayout, DomainMetrics, top_k_within_domains
 from recfit.training.frozen_reference import FrozenWeights, restore_into
 from recfit.training.multitask import MultiTaskObjective
@@ -145,6 +147,8 @@ class RecModule(pl.LightningModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            validation_metrics_of(checkpoint, self.trainer.callback_metrics)
         if self.frozen_weights is not None:
             self.frozen_weights.strip(self, checkpoint)
 

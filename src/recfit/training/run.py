@@ -51,7 +51,7 @@ from recfit.run_folder import (
 from recfit.tasks.registry import make_task, tasks_of_run
 from recfit.training import checkpoint_policy, console, curves, run_info
 from recfit.training.atomic_writes import use_atomic_checkpoints
-from recfit.training.checkpoint_state import load_state_dict
+from recfit.training.checkpoint_state import load_state_dict, stored_validation_metrics
 from recfit.training.class_weights import class_weights
 from recfit.training.domains import DomainLayout
 from recfit.training.init_from import starting_weights
@@ -296,11 +296,16 @@ def _fit_and_test(
     best = checkpoint.best_model_path or None
     record["best_checkpoint"] = best
     metrics: dict[str, Any] = {}
-    for result in trainer.validate(
-        module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
-    ):
-        metrics.update(result)
-    stops.raise_if_received()
+    # the best checkpoint carries the validation metrics logged when it was written: no second pass
+    stored = stored_validation_metrics(best) if best else None
+    if stored is not None:
+        metrics.update(stored)
+    else:  # nothing trained (popularity), or a resume from a checkpoint written without them
+        for result in trainer.validate(
+            module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
+        ):
+            metrics.update(result)
+        stops.raise_if_received()
     if cfg.test:
         for result in trainer.test(
             module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False
