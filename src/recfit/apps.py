@@ -12,6 +12,7 @@ composes each job; `train_job` validates those as they start. See docs/architect
 from __future__ import annotations
 
 import copy
+import gc
 import importlib.util
 import logging
 import sys
@@ -176,13 +177,84 @@ def _reexecute_as_entry(arguments: list[str]) -> None:
 def _hydra_command_line(arguments: list[str]) -> None:
     """A sweep or a Hydra flag: Hydra parses the command line (sys.argv, restored afterwards)."""
     if any(argument in MULTIRUN_FLAGS for argument in arguments):
-        from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
+        from recfit.config.sweep import MULTIRUN_MODE, composed_once
 
-        overrides = [argument for argument in arguments if not argument.startswith("-")]
-        if not is_search_sweep(overrides):
-            print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
-        else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
-            check_search_sweep(overrides)
+        # what Hydra adds when the config leaves hydra.mode unset, added before Hydra composes the
+        # sweep's config to find the mode: that config is then composed once, not twice
+        mode = [] if _key(MULTIRUN_MODE) in map(_key, arguments) else [MULTIRUN_MODE]
+        with composed_once():  # each job composed once: validated here, run by Hydra's launcher
+            _validate_sweep_up_front(arguments)
+            from recfit.data.read_once import reads_kept
+
+            # jobs that read the same files with the same reader read them once
+            with reads_kept(), _imports_out_of_garbage_collection():
+                _run_train_app([*arguments, *mode])
+    else:
+        _run_train_app(arguments)
+
+
+HEAVY_MODULE = "recfit.training.run"  # what a job imports first: torch, Lightning, transformers with it
+_freeze_after_imports = False  # a sweep of this process's own command line is running its jobs here
+_froze = False  # this module froze the garbage collector's objects (gc.freeze), and unfreezes them
+
+
+@contextmanager
+def _imports_out_of_garbage_collection() -> Iterator[None]:
+    """While a sweep runs its jobs here, the objects that exist once torch, Lightning and transformers
+    are imported (modules, classes, functions: over half a million, all kept to the end) are left out
+    of the garbage collector's full passes (gc.freeze), which otherwise walk them all again every few
+    seconds, each pass longer as the sweep goes on. They are handed back when the sweep ends."""
+    global _freeze_after_imports, _froze
+    _freeze_after_imports = True
+    try:
+        yield
+    finally:
+        _freeze_after_imports = False
+        if _froze:
+            gc.unfreeze()
+            _froze = False
+
+
+@contextmanager
+def _heavy_imports() -> Iterator[None]:
+    """The first job's imports of torch, Lightning and transformers, with the garbage collector paused:
+    they create no garbage to speak of, but each full pass the collector makes while they run walks
+    every object imported so far (nine passes, 2 s of a sweep's start at load 5). In a sweep the
+    imported objects are then frozen (`_imports_out_of_garbage_collection`)."""
+    if HEAVY_MODULE in sys.modules or not gc.isenabled():
+        yield
+        return
+    if _freeze_after_imports:
+        gc.collect()  # the configs composed and validated so far are garbage: freed, not frozen
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+    _freeze_imports()
+
+
+def _freeze_imports() -> None:
+    """Freeze what exists now, once per sweep, and never over someone else's frozen objects."""
+    global _froze
+    if _freeze_after_imports and not _froze and gc.get_freeze_count() == 0:
+        gc.freeze()
+        _froze = True
+
+
+def _validate_sweep_up_front(arguments: list[str]) -> None:
+    """Refuse a sweep with a bad job in one line before its first job starts."""
+    from recfit.config.sweep import check_search_sweep, is_search_sweep, validate_sweep
+
+    overrides = [argument for argument in arguments if not argument.startswith("-")]
+    if not is_search_sweep(overrides):
+        print(f"recfit: sweep of {validate_sweep(overrides)} jobs validated", file=sys.stderr)
+    else:  # a search's trials are checked as they start; what Hydra acts on first is checked now
+        check_search_sweep(overrides)
+
+
+def _run_train_app(arguments: list[str]) -> None:
+    """Hydra's command line over ARGUMENTS; then one line if any job of a sweep failed."""
     from recfit.training.sweep_summary import ENDED
 
     ended = len(ENDED)
@@ -264,11 +336,12 @@ def train_job(cfg: DictConfig, validated: bool = False) -> float | None:
 
         record_failure(run_dir, run_identity(cfg), error)
         return _report_failure(error, in_sweep)
-    from lightning.pytorch.utilities import rank_zero_only
+    with _heavy_imports():
+        from lightning.pytorch.utilities import rank_zero_only
 
-    from recfit.report import print_metrics
-    from recfit.training.console import is_quiet, summary_line
-    from recfit.training.run import train
+        from recfit.report import print_metrics
+        from recfit.training.console import is_quiet, summary_line
+        from recfit.training.run import train
 
     try:
         result = train(cfg, run_dir)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.schema import SplitMethod
 from recfit.data.datamodule import DataSource, Loading
+from recfit.data.read_once import read_once
 from recfit.data.split import make_splits
 from recfit.data.tables import RecData
 
@@ -44,7 +45,7 @@ def data_source(cfg: DictConfig) -> DataSource:
         train_fraction=split.train_fraction,
     )
     return DataSource(
-        read=reader(cfg.dataset),
+        read=read_once(reader(cfg.dataset), cfg.dataset.reader),  # a sweep's jobs read the same files once
         split=cut,
         filter=OmegaConf.to_container(cfg.dataset.filter, resolve=True),
         cold_items=split.method == SplitMethod.cold_item,
