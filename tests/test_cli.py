@@ -84,20 +84,6 @@ def test_bad_data_exits_with_one_line_and_records_the_failure(earlier_run, tmp_p
 
 
 @pytest.mark.slow
-def test_non_utf8_csv_exits_with_one_line(tmp_path):
-    bad = tmp_path / "latin1.csv"
-    bad.write_bytes("text,label\ncaf\xe9 cr\xe8me,pos\nnice,neg\n".encode("latin-1"))
-    result = recfit(
-        "train",
-        "experiment=text_csv_bert",
-        *TINY,
-        f"dataset.reader.path={bad}",
-        f"paths.output_dir={tmp_path}",
-    )
-    assert_one_line_error(result, "is not UTF-8 text")
-
-
-@pytest.mark.slow
 def test_train_writes_a_complete_run_folder(earlier_run):
     (run,) = list((earlier_run / "runs" / "quickstart").iterdir())
     record = json.loads((run / "metrics.json").read_text())

@@ -23,12 +23,16 @@ SMALL_DATA = [
 FAST = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", *SMALL_DATA]
 TINY = ["backbone=tiny_bert", *FAST]
 # eval_batch_size 8: 41 users split 20 / 21, so shards and batches do not line up and batches are uneven.
-# Rating uses ID-only MF: a text model's per-row predictions move by ~1e-7 with the padding of the batch
-# a row lands in (in one process too, with another eval_batch_size), which is not what is tested here.
+# Rating and CTR, one multi-task run (a single task runs through the same per-task loop of RecModule),
+# use ID-only MF: a text model's per-row predictions move by ~1e-7 with the padding of the batch a row
+# lands in (in one process too, with another eval_batch_size), which is not what is tested here.
 TASKS = {
     "ranking": [*TINY, "task=ranking", "loss=cross_entropy", "dataset.eval_batch_size=8"],
-    "rating": ["backbone=none", "model=mf", *FAST, "task=rating", "loss=mse", "dataset.eval_batch_size=8"],
-}
+    "rating_and_ctr": [
+        "backbone=none", "model=mf", *FAST, "task=ctr", "loss=bce", "tasks=[rating,ctr]",
+        "dataset.eval_batch_size=8",
+    ],
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(("size", "world"), [(41, 2), (7, 3), (2, 2)])
@@ -90,18 +94,27 @@ def test_two_processes_evaluate_exactly_like_one(trained, task, tmp_path):
     two, two_table = evaluate(overrides, trained[task], tmp_path / "two", devices=2, strategy="ddp_spawn")
     assert {name.split("/")[0] for name in one} == {"val", "test"}
     assert len(one) >= 4
-    assert two == one  # exactly: no padded repeats counted, states summed across processes
-    users = 41
     if task == "ranking":
-        assert len(one_table) == one_table["user"].nunique() == users  # each test user once
+        assert two == one  # exactly: no padded repeats counted, states summed across processes
+        assert len(one_table) == one_table["user"].nunique() == 41  # each test user once
+    else:
+        assert {"test/rating/rmse", "val/rating/mae", "test/ctr/auc", "test/ctr/gauc", "val/ctr/auc"} <= set(
+            one
+        )
+        rating = [name for name in one if "/rating/" in name]
+        assert {name: two[name] for name in rating} == {name: one[name] for name in rating}  # exactly
+        # CTR's sums in another order: to float64 rounding, NaN alike (GAUC, one row per user)
+        assert two == pytest.approx(one, rel=1e-12, nan_ok=True)
     pd.testing.assert_frame_equal(two_table, one_table)
 
 
 @pytest.mark.slow
 def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
+    """Job 0 trains only; job 1, launched after it in the same process, trains and tests (each DDP
+    phase starts two fresh processes: the second job's evaluation is the one a first job could upset)."""
     outputs = tmp_path / "outputs"
     result = recfit(
-        "train", "-m", *TASKS["ranking"], "trainer=ddp_cpu", "seed=1,2",
+        "train", "-m", *TASKS["ranking"], "trainer=ddp_cpu", "test=false,true",
         f"paths.output_dir={outputs}", f"paths.data_dir={outputs}/data",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
@@ -111,18 +124,22 @@ def test_a_ddp_sweep_writes_one_run_folder_per_job(tmp_path):
     (sweep,) = list(outputs.glob("sweeps/*/*"))
     expected = [".sweep_summary.csv.lock", "0", "1", "multirun.yaml", "sweep_summary.csv"]
     assert sorted(p.name for p in sweep.iterdir()) == expected
-    for job, seed in (("0", 1), ("1", 2)):
+    for job, tested in (("0", False), ("1", True)):
         record = json.loads((sweep / job / "metrics.json").read_text())
         assert record["status"] == "completed", record["error"]
-        assert record["seed"] == seed and record["run_dir"] == str(sweep / job)
-        assert "test/ndcg@10" in record["metrics"]
-        table = pd.read_parquet(sweep / job / "per_user.parquet")
-        assert len(table) == table["user"].nunique() == 41
+        assert record["run_dir"] == str(sweep / job)
+        assert "val/ndcg@10" in record["metrics"]
+        assert ("test/ndcg@10" in record["metrics"]) is tested  # each job ran its own config
         assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == ["best.ckpt"]
-        # the spawned evaluation workers rewrite metrics.csv: the training curves must survive them
         curves = pd.read_csv(sweep / job / "metrics.csv")
-        assert curves["train/loss_epoch"].notna().any() and curves["test/ndcg@10"].notna().any()
+        assert curves["train/loss_epoch"].notna().any()
         assert record["train_throughput"]["samples"] > 0  # counted in the workers, over both ranks
+        assert (sweep / job / "per_user.parquet").is_file() is tested
+    table = pd.read_parquet(sweep / "1" / "per_user.parquet")
+    assert len(table) == table["user"].nunique() == 41
+    # the spawned evaluation workers rewrite metrics.csv: the training curves must survive them
+    curves = pd.read_csv(sweep / "1" / "metrics.csv")
+    assert curves["train/loss_epoch"].notna().any() and curves["test/ndcg@10"].notna().any()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # nothing written where it was launched
 
 

@@ -18,7 +18,6 @@ import torch
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.compare import compare, compare_json
 from helpers.files import REPO, tree_digest
-from helpers.runs import evaluate
 from helpers.runs import train as run_training
 from recfit.config import compose
 from recfit.training.checkpoint_state import load_state_dict
@@ -239,19 +238,6 @@ def test_compare_reads_per_task_metrics_and_pairs_per_task_rows(weighted, uncert
     assert baseline["paired_on"] == {"test/rating/rmse": "rating/squared_error"}
     code, _, err = compare(*folders, "--metric", "test/ctr/auc", *users)
     assert code == 2 and "test/ctr/auc is not an average over users" in err
-
-
-@pytest.mark.slow
-def test_two_processes_evaluate_every_task_exactly_like_one(weighted, tmp_path):
-    overrides = [*FAST, *MF_MULTI, "task_weights.rating=0.5", "task_weights.ctr=2.0", "seed=3"]
-    checkpoint = weighted["best_checkpoint"]
-    one, one_table = evaluate(overrides, checkpoint, tmp_path / "one", devices=1)
-    two, two_table = evaluate(overrides, checkpoint, tmp_path / "two", devices=2, strategy="ddp_spawn")
-    assert {"test/rating/rmse", "test/ctr/auc", "test/ctr/gauc", "val/ctr/auc"} <= set(one)
-    # to float64 rounding (sums in another order), NaN alike (GAUC, one row per user): states summed
-    # across processes, no padded repeats
-    assert two == pytest.approx(one, rel=1e-12, nan_ok=True)
-    pd.testing.assert_frame_equal(two_table, one_table)
 
 
 MULTI = ["backbone=none", "model=mf", "task=ctr", "loss=bce", "trainer.max_epochs=1"]

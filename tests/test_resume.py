@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.cli import assert_one_line_error, recfit
+from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import REPO, tree_digest
 from helpers.runs import train
 from recfit.run_folder import LOCK_FILE
@@ -95,15 +95,20 @@ def assert_same_end(alone: tuple[dict, dict[str, torch.Tensor]], outputs: Path) 
     assert all(torch.equal(weights_alone[k], weights_resumed[k]) for k in weights_alone)
 
 
+def resume(capsys: pytest.CaptureFixture, outputs: Path) -> None:
+    """`recfit train ... resume=auto` in this process (the stopped run's own process has ended)."""
+    resumed = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone):
+def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone, capsys):
     outputs = tmp_path / "killed"
     process, step, _ = stop_mid_epoch(outputs, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert step % STEPS_PER_EPOCH != 0  # a mid-epoch checkpoint
 
-    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resume(capsys, outputs)
     assert_same_end(alone, outputs)
     curves = [
         pd.read_csv(Path(alone[0]["run_dir"]) / "metrics.csv"),
@@ -114,18 +119,18 @@ def test_sigkill_mid_epoch_then_resume_auto_is_exact(tmp_path, alone):
     assert epoch_ends[0] == epoch_ends[1]
 
     # the run is finished now: nothing left to resume, and its checkpoint cannot be resumed either
-    again = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+    again = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
     assert_one_line_error(again, "resume=auto: no unfinished run with a checkpoint under")
     (run,) = [p.parent for p in outputs.glob("runs/*/*/metrics.json")]
     assert not (run / "checkpoints" / "last.ckpt").exists()  # checkpoint.keep=best: no stale resume state
-    explicit = recfit("train", *RUN, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}")
+    explicit = run_cli(capsys, "train", *RUN, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}")
     assert_one_line_error(explicit, "has completed; a finished run is never resumed")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "real_sigint"])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_marks_the_run_interrupted_and_resumes_exactly(
-    tmp_path, alone, stop
+    tmp_path, alone, stop, capsys
 ):
     """SIGTERM (a preemption) and Ctrl-C (SIGINT, sent for real) stop after a step, with last.ckpt."""
     outputs = tmp_path / stop.name
@@ -138,8 +143,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_marks_the_run_interrupted_and_resu
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns > periodic_written
     assert not locked(run)
 
-    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resume(capsys, outputs)
     assert_same_end(alone, outputs)
 
 
@@ -178,7 +182,7 @@ def stop_at(phase: str, outputs: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["validation", "test"])
-def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, alone, phase):
+def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, alone, phase, capsys):
     outputs = tmp_path / phase
     stopped = stop_at(phase, outputs)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
@@ -188,13 +192,13 @@ def test_sigterm_in_validation_or_test_resumes_to_the_same_metrics(tmp_path, alo
         before = tree_digest(run)
         with open(run / LOCK_FILE) as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            second = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
+            # another open file description of the lock file: refused in this process as in another
+            second = run_cli(capsys, "train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
         assert_one_line_error(second, "is in use by another recfit process")
         assert second.returncode == 2
         assert tree_digest(run) == before
 
-    resumed = recfit("train", *RUN, f"paths.output_dir={outputs}", "resume=auto")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resume(capsys, outputs)
     assert_same_end(alone, outputs)
     assert not list(run.glob(".metrics.*"))  # the earlier curves were joined into metrics.csv
     curves = pd.read_csv(run / "metrics.csv")

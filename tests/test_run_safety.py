@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.files import REPO, tree_digest
-from helpers.runs import SMALL_DATA, train
+from helpers.runs import SMALL_DATA, interrupted_after_step, train
 from recfit.run_folder import LOCK_FILE
 
 # MF on 40 users: 8 training steps an epoch, a checkpoint every 2
@@ -32,10 +32,11 @@ RUN = [
     "backbone=none", "model=mf", *SMALL_DATA, "dataset.batch_size=32", "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false", "checkpoint_every_n_steps=2", "experiment_name=safety",
 ]  # fmt: skip
-STOP_AT_STEP = 5  # the first attempt is stopped (SIGTERM) in its first epoch, after this step
+STOP_AT_STEP = 5  # the first attempt is stopped (SIGTERM or Ctrl-C) in its first epoch, after this step
 
 # The first attempt of a run, stopped by SIGTERM after a given step, in a process of its own (so that
-# its pid is dead afterwards, as a resume requires).
+# its pid is dead afterwards, as a resume requires, and this process holds no file open on a small disk
+# that the disk tests fill to the last byte).
 STOPPED = """
 import os, signal, sys
 from recfit.cli import main
@@ -256,9 +257,9 @@ def resume_command(outputs: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_resumes_started_at_once_one_runs_the_other_is_refused(tmp_path, alone):
+def test_two_resumes_started_at_once_one_runs_the_other_is_refused(tmp_path, alone, monkeypatch):
     outputs = tmp_path / "raced"
-    run = stopped_run(outputs)
+    run = interrupted_after_step(STOP_AT_STEP, train, outputs, monkeypatch, *RUN)
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": REPO}
     both = [
         subprocess.Popen(resume_command(outputs), **pipes),
@@ -285,7 +286,7 @@ def test_a_resume_that_gets_the_lock_after_another_completed_the_run_is_refused(
     import recfit.run_folder
 
     outputs = tmp_path / "late"
-    run = stopped_run(outputs)
+    run = interrupted_after_step(STOP_AT_STEP, train, outputs, monkeypatch, *RUN)
     finished: list[subprocess.CompletedProcess] = []
 
     def the_other_resume_runs_first(*_):
@@ -326,8 +327,10 @@ def test_a_loader_dealt_out_to_two_processes_resumes_its_own_remaining_batches(r
     assert first + list(resumed) == uninterrupted
 
 
-# Two CPU processes: 256 training rows, 128 a process, 8 steps an epoch; a checkpoint every 3 steps
-DDP_RUN = [*RUN, "trainer=ddp_cpu", "dataset.batch_size=16", "checkpoint_every_n_steps=3"]
+# Two CPU processes: 256 training rows, 128 a process, 8 steps an epoch; a checkpoint every 3 steps.
+# No test phase (each ddp_spawn phase starts two fresh processes): the best checkpoint's weights, all
+# compared, decide the test metrics, and it holds the validation metrics the run records.
+DDP_RUN = [*RUN, "trainer=ddp_cpu", "dataset.batch_size=16", "checkpoint_every_n_steps=3", "test=false"]
 # The first attempt crashes in both processes after step 13: its last.ckpt is step 12, half-way into
 # the second epoch. A script file, so that the spawned processes (which import it again) crash too.
 CRASH_AFTER_STEP = """
@@ -369,6 +372,7 @@ def test_ddp_resumed_mid_epoch_ends_like_the_run_left_alone(tmp_path, monkeypatc
     main(["train", *DDP_RUN, f"paths.output_dir={outputs}", f"ckpt_path={last}"])
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["status"] == "completed", resumed["error"]
+    assert alone["metrics"] and all(name.startswith("val/") for name in alone["metrics"])
     assert resumed["metrics"] == alone["metrics"]
     weights = [
         torch.load(Path(r["best_checkpoint"]), weights_only=True)["state_dict"] for r in (alone, resumed)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from helpers.cli import assert_one_line_error, recfit, run_cli
-from helpers.files import REPO, tree_digest
+from helpers.cli import assert_one_line_error, run_cli
+from helpers.files import tree_digest
+from helpers.runs import interrupted_after_step
 from helpers.runs import train as run_training
 from recfit.compare.cli import run as compare
 from recfit.config import compose, validate
@@ -265,32 +264,12 @@ def test_lora_checkpoint_reloads(lora_run):
     fresh.load_state_dict(state, strict=True)
 
 
-# Ctrl-C at a fixed step (as tests/test_resume.py raises it), in a process of its own: resume refuses a
-# run whose process is still alive, and this test's process would be
-STOP_AT_STEP_2 = """
-import sys
-from recfit.cli import main
-from recfit.training.module import RecModule
-
-def interrupt_after_step_2(module, outputs, batch, index):
-    if module.global_step == 2:
-        raise KeyboardInterrupt
-
-RecModule.on_train_batch_end = interrupt_after_step_2
-main(["train", *sys.argv[1:]])
-"""
-
-
+# Ctrl-C after step 2 (as tests/test_resume.py raises it) in this process, then a resume from last.ckpt
 @pytest.mark.slow
-def test_lora_run_stopped_and_resumed_ends_like_the_run_left_alone(lora_run, tmp_path):
-    arguments = [*FAST, f"paths.output_dir={tmp_path}", *PARENT, *DATA, *LORA]
-    command = [sys.executable, "-c", STOP_AT_STEP_2, *arguments]
-    stopped = subprocess.run(command, capture_output=True, cwd=REPO)
-    assert stopped.returncode != 0
-    (run_dir,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+def test_lora_run_stopped_and_resumed_ends_like_the_run_left_alone(lora_run, tmp_path, monkeypatch, capsys):
+    run_dir = interrupted_after_step(2, train, tmp_path, monkeypatch, *PARENT, *DATA, *LORA)
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
-    # a new process, as a user resumes (this one's pid is still the run's: resume would refuse it)
-    result = recfit("train", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
+    result = run_cli(capsys, "train", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["status"] == "completed", resumed["error"]
