@@ -5,8 +5,10 @@ Every entry calls `launch`: the `recfit train` and `recfit rerun` commands, `rec
 `recfit sweep resume`, and the DDP ranks that Lightning re-executes (`python -m recfit.train_entry`).
 A single run is composed and validated once, here, and then runs as a Hydra job with that very config
 (Hydra writes `.hydra/`, sets up logging into the run folder and calls the callbacks, as for any job).
-Sweeps (`-m`) and Hydra's own flags (`--cfg job`, `--info`) go through Hydra's command line, which
-composes each job; `train_job` validates those as they start. See docs/architecture.md.
+Sweeps (`-m`) and Hydra's own flags (`--cfg job`, `--info`) go through Hydra's command line; a grid
+sweep's jobs are composed and validated before the first starts, and Hydra then runs those very configs
+(`recfit.config.sweep.composed_once`); `train_job` validates each job as it starts (an Optuna trial is
+only known then). See docs/architecture.md.
 """
 
 from __future__ import annotations
