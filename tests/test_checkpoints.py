@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.cli import assert_one_line_error, recfit, run_cli
+from helpers.cli import assert_one_line_error, run_cli
 from helpers.models import save_tiny_pretrained_bert
 from helpers.models import tiny_pretrained_bert as backbone
 from helpers.runs import interrupted_after_step
@@ -108,7 +108,7 @@ def test_keep_decides_what_a_completed_run_keeps(keep, kept, tmp_path, capsys):
         assert result.returncode != 0 and "trained with checkpoint.keep=none keeps none" in result.stderr
 
 
-def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp_path):
+def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp_path, capsys):
     from transformers import BertModel
 
     copy = tmp_path / "run"
@@ -121,7 +121,7 @@ def test_changed_model_files_are_refused_in_one_line(referenced, pretrained, tmp
     model.save_pretrained(changed)
     overrides = copy / ".hydra" / "overrides.yaml"
     overrides.write_text(overrides.read_text().replace(str(pretrained), str(changed)))
-    result = recfit("eval", str(copy), f"paths.output_dir={tmp_path}")
+    result = run_cli(capsys, "eval", str(copy), f"paths.output_dir={tmp_path}")
     assert_one_line_error(result, f"the frozen weights of {pretrained} do not match the checkpoint's (sha256")
 
 

@@ -154,11 +154,13 @@ def test_ddp_that_reexecutes_the_command_line_is_refused_in_a_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_reexecuting_the_command_line_trains_every_rank_into_one_folder(tmp_path):
-    """`ddp` (not spawn) starts rank 1 as a new command: it must be a working one, and write nothing."""
+    """`ddp` (not spawn) starts ranks 1 and 2 as new commands: they must be working ones (they crashed
+    with `can't open file 'recfit train'`, and left the run `running`), and write nothing. `auto` with
+    several devices is this `ddp` (tests/test_cli.py: reexecutes_command_line)."""
     outputs = tmp_path / "outputs"
     result = recfit(
         "train", *TASKS["ranking"], "trainer=ddp_cpu", "trainer.strategy=ddp_find_unused_parameters_true",
-        f"paths.output_dir={outputs}",
+        "trainer.devices=3", f"paths.output_dir={outputs}",
         f"paths.data_dir={outputs}/data",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
@@ -169,5 +171,6 @@ def test_ddp_reexecuting_the_command_line_trains_every_rank_into_one_folder(tmp_
     assert "test/ndcg@10" in record["metrics"]
     table = pd.read_parquet(run / "per_user.parquet")
     assert len(table) == table["user"].nunique() == 41
-    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, in rank 0's folder
+    # ranks 1 and 2 ran, in rank 0's folder
+    assert (run / "train_ddp_process_1.log").is_file() and (run / "train_ddp_process_2.log").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]

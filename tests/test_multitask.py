@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -17,7 +15,8 @@ import torch
 
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.compare import compare, compare_json
-from helpers.files import REPO, tree_digest
+from helpers.files import tree_digest
+from helpers.runs import interrupted_after_step
 from helpers.runs import train as run_training
 from recfit.config import compose
 from recfit.training.checkpoint_state import load_state_dict
@@ -144,33 +143,16 @@ def test_uncertainty_weights_are_learned_logged_and_saved(uncertainty):
     np.testing.assert_allclose(rows["train/loss_step"], expected, rtol=1e-5, atol=1e-6)
 
 
-# Ctrl-C after step 7 of 10 (in the second epoch), raised where tests/test_resume.py raises it, in a
-# process of its own: resume=auto refuses a run whose recorded process is still alive (the resume runs
-# in this process: tests/test_resume.py resumes in fresh ones)
-INTERRUPTED_RUN = """
-import sys
-from recfit.cli import main
-from recfit.training.module import RecModule
-
-def interrupt_after_step_7(module, outputs, batch, index):
-    if module.global_step == 7:
-        raise KeyboardInterrupt
-
-RecModule.on_train_batch_end = interrupt_after_step_7
-main(sys.argv[1:])
-"""
-
-
+# Ctrl-C after step 7 of 10 (in the second epoch), raised where tests/test_resume.py raises it, then
+# resume=auto; both in this process (helpers.runs.interrupted_after_step records the stopped run's process
+# as exited; tests/test_resume.py stops runs in processes of their own)
 @pytest.mark.slow
-def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path, capsys):
-    arguments = [*FAST, f"paths.output_dir={tmp_path}", *MF_MULTI, "task_weighting=uncertainty"]
-    arguments.append("trainer.max_epochs=2")
-    stopped = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED_RUN, "train", *arguments], capture_output=True, text=True, cwd=REPO
-    )
-    assert stopped.returncode != 0
-    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/metrics.json")]
+def test_an_interrupted_uncertainty_run_resumes_exactly(uncertainty, tmp_path, capsys, monkeypatch):
+    arguments = [*MF_MULTI, "task_weighting=uncertainty", "trainer.max_epochs=2"]
+    run_dir = interrupted_after_step(7, train, tmp_path, monkeypatch, *arguments)
+    record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "interrupted"
+    arguments = [*FAST, f"paths.output_dir={tmp_path}", *arguments]
     result = run_cli(capsys, "train", *arguments, "resume=auto")
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
