@@ -283,8 +283,10 @@ def test_a_sweep_leaves_what_its_imports_made_out_of_full_garbage_collections():
         apps._freeze_imports()  # what the first job calls once torch and Lightning are imported
         frozen = gc.get_freeze_count()
         assert frozen > 10_000
+        made_since = [{} for _ in range(5_000)]  # tracked objects a second freeze would take
         apps._freeze_imports()
-        assert gc.get_freeze_count() == frozen  # once per sweep
+        # once per sweep (the count may fall: frozen objects are still freed when no longer referenced)
+        assert gc.get_freeze_count() <= frozen and made_since
     assert gc.get_freeze_count() == 0  # handed back when the sweep ends
     apps._freeze_imports()
     assert gc.get_freeze_count() == 0  # never outside a sweep (a notebook's objects are its own)
