@@ -20,6 +20,7 @@ each round's ratio uncached / cached (and uncached / warm), their medians, and w
 metrics are identical in all sweeps (they must be: the cache returns the very bits it stored).
 
 usage: .venv/bin/python scripts/bench/bench_sweep_cache.py --ml100k DIR [--rounds 1] [--warm] [--first cached]
+       (--data DIR --experiment games_cold_transfer: the same sweep over Amazon Games' 16,859 titles)
        [--epochs 1] [--limit-train-batches 40] [--lrs 1e-4,...] [--experiment ml100k_ranking]
        [--workdir DIR]
 """
@@ -101,7 +102,10 @@ def summary(result: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ml100k", required=True, help="folder with MovieLens-100K's u.data, u.item, u.user")
+    parser.add_argument(
+        "--ml100k", "--data", dest="ml100k", required=True,
+        help="the experiment's data folder (MovieLens-100K's u.data, u.item, u.user by default)",
+    )  # fmt: skip
     parser.add_argument("--experiment", default="ml100k_ranking", help="a frozen-backbone experiment")
     parser.add_argument("--lrs", default=LRS, help="comma-separated optimizer.head_lr values (8 jobs)")
     parser.add_argument("--epochs", type=int, default=1, help="trainer.max_epochs of every job")
