@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
-from helpers.runs import SMALL_DATA, evaluate, train
+from helpers.runs import SMALL_DATA, evaluate, interrupted_in, train
+from recfit.cli import main
 from recfit.training.checkpoint_state import VALIDATION_METRICS_KEY, stored_validation_metrics
 
 RUN = ["backbone=none", "model=mf", *SMALL_DATA, "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
@@ -32,24 +32,15 @@ def test_the_recorded_validation_is_the_best_checkpoints_and_is_not_repeated(tmp
 
 def test_a_best_checkpoint_written_without_its_metrics_is_validated_after_fit(tmp_path, monkeypatch):
     """A run resumed from checkpoints of an earlier recfit (no stored metrics) validates best.ckpt again."""
-    from recfit.training.module import RecModule
 
-    def stop(module: RecModule) -> None:
+    def stop(module: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C in the test phase: fit is over, best.ckpt written
 
-    with monkeypatch.context() as patch:
-        patch.setattr(RecModule, "on_test_start", stop, raising=False)
-        with pytest.raises(SystemExit):
-            train(tmp_path, *RUN)
-    (run,) = [path.parent for path in tmp_path.glob("runs/*/*/metrics.json")]
-    record = json.loads((run / "metrics.json").read_text())
-    (run / "metrics.json").write_text(json.dumps({**record, "pid": None}))  # this process has "exited"
+    run = interrupted_in("on_test_start", stop, train, tmp_path, monkeypatch, *RUN)
     best = run / "checkpoints" / "best.ckpt"
     checkpoint = torch.load(best, weights_only=True)
     expected = checkpoint.pop(VALIDATION_METRICS_KEY)
     torch.save(checkpoint, best)
-
-    from recfit.cli import main
 
     main(["train", f"paths.output_dir={tmp_path}", *RUN, "resume=auto"])
     resumed = json.loads((run / "metrics.json").read_text())

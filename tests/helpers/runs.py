@@ -74,16 +74,31 @@ def interrupted_after_step(
 ) -> Path:
     """The run folder of `run(outputs, *overrides)` stopped by Ctrl-C after training step `step` (raised
     in the training loop, as tests/test_resume.py does); marked as exited so `resume=auto` takes it."""
+
+    def interrupt(module: object, outputs: object, batch: object, index: int) -> None:
+        if module.global_step == step:
+            raise KeyboardInterrupt
+
+    return interrupted_in("on_train_batch_end", interrupt, run, outputs, monkeypatch, *overrides)
+
+
+def interrupted_in(
+    hook: str,
+    stop: Callable[..., None],
+    run: Callable[..., object],
+    outputs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *overrides: str,
+) -> Path:
+    """The run folder of `run(outputs, *overrides)` with RecModule's `hook` replaced by `stop` (which
+    raises KeyboardInterrupt, Ctrl-C, where it wants the run stopped); marked as exited so that
+    `resume=auto` takes it."""
     import pytest
 
     from recfit.training.module import RecModule
 
-    def interrupt(module: RecModule, outputs: object, batch: object, index: int) -> None:
-        if module.global_step == step:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(RecModule, "on_train_batch_end", interrupt, raising=False)
+        patch.setattr(RecModule, hook, stop, raising=False)
         with pytest.raises(SystemExit):
             run(outputs, *overrides)
     (folder,) = [path.parent for path in outputs.glob("runs/*/*/metrics.json")]
