@@ -276,17 +276,17 @@ def test_identical_jobs_of_a_sweep_give_identical_metrics(tmp_path, capsys, monk
 
 
 def test_a_sweep_leaves_what_its_imports_made_out_of_full_garbage_collections():
-    from recfit import apps
+    from recfit import heavy_imports
 
     assert gc.get_freeze_count() == 0
-    with apps._imports_out_of_garbage_collection():
-        apps._freeze_imports()  # what the first job calls once torch and Lightning are imported
+    with heavy_imports.imports_out_of_garbage_collection():
+        heavy_imports.freeze_imports()  # what the first job calls once torch and Lightning are imported
         frozen = gc.get_freeze_count()
         assert frozen > 10_000
         made_since = [{} for _ in range(5_000)]  # tracked objects a second freeze would take
-        apps._freeze_imports()
+        heavy_imports.freeze_imports()
         # once per sweep (the count may fall: frozen objects are still freed when no longer referenced)
         assert gc.get_freeze_count() <= frozen and made_since
     assert gc.get_freeze_count() == 0  # handed back when the sweep ends
-    apps._freeze_imports()
+    heavy_imports.freeze_imports()
     assert gc.get_freeze_count() == 0  # never outside a sweep (a notebook's objects are its own)

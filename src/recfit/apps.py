@@ -14,7 +14,6 @@ only known then). See docs/architecture.md.
 from __future__ import annotations
 
 import copy
-import gc
 import importlib.util
 import logging
 import sys
@@ -45,6 +44,7 @@ from recfit.config.multitask import monitor_key
 from recfit.config.record import run_identity
 from recfit.config.schema import register_schemas
 from recfit.errors import ConfigError, RecfitError
+from recfit.heavy_imports import heavy_imports, imports_out_of_garbage_collection
 
 log = logging.getLogger("recfit")
 
@@ -189,59 +189,10 @@ def _hydra_command_line(arguments: list[str]) -> None:
             from recfit.data.read_once import reads_kept
 
             # jobs that read the same files with the same reader read them once
-            with reads_kept(), _imports_out_of_garbage_collection():
+            with reads_kept(), imports_out_of_garbage_collection():
                 _run_train_app([*arguments, *mode])
     else:
         _run_train_app(arguments)
-
-
-HEAVY_MODULE = "recfit.training.run"  # what a job imports first: torch, Lightning, transformers with it
-_freeze_after_imports = False  # a sweep of this process's own command line is running its jobs here
-_froze = False  # this module froze the garbage collector's objects (gc.freeze), and unfreezes them
-
-
-@contextmanager
-def _imports_out_of_garbage_collection() -> Iterator[None]:
-    """While a sweep runs its jobs here, the objects that exist once torch, Lightning and transformers
-    are imported (modules, classes, functions: over half a million, all kept to the end) are left out
-    of the garbage collector's full passes (gc.freeze), which otherwise walk them all again every few
-    seconds, each pass longer as the sweep goes on. They are handed back when the sweep ends."""
-    global _freeze_after_imports, _froze
-    _freeze_after_imports = True
-    try:
-        yield
-    finally:
-        _freeze_after_imports = False
-        if _froze:
-            gc.unfreeze()
-            _froze = False
-
-
-@contextmanager
-def _heavy_imports() -> Iterator[None]:
-    """The first job's imports of torch, Lightning and transformers, with the garbage collector paused:
-    they create no garbage to speak of, but each full pass the collector makes while they run walks
-    every object imported so far (nine passes, 2 s of a sweep's start at load 5). In a sweep the
-    imported objects are then frozen (`_imports_out_of_garbage_collection`)."""
-    if HEAVY_MODULE in sys.modules or not gc.isenabled():
-        yield
-        return
-    if _freeze_after_imports:
-        gc.collect()  # the configs composed and validated so far are garbage: freed, not frozen
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-    _freeze_imports()
-
-
-def _freeze_imports() -> None:
-    """Freeze what exists now, once per sweep, and never over someone else's frozen objects."""
-    global _froze
-    if _freeze_after_imports and not _froze and gc.get_freeze_count() == 0:
-        gc.freeze()
-        _froze = True
 
 
 def _validate_sweep_up_front(arguments: list[str]) -> None:
@@ -338,7 +289,7 @@ def train_job(cfg: DictConfig, validated: bool = False) -> float | None:
 
         record_failure(run_dir, run_identity(cfg), error)
         return _report_failure(error, in_sweep)
-    with _heavy_imports():
+    with heavy_imports():
         from lightning.pytorch.utilities import rank_zero_only
 
         from recfit.report import print_metrics
