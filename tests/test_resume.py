@@ -248,3 +248,37 @@ def test_ctrl_c_writes_a_checkpoint_and_marks_the_run_interrupted(tmp_path, monk
     (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     assert global_step(run / "checkpoints" / "last.ckpt") == 30  # written at the interrupt
+
+
+def test_a_resume_whose_config_composes_differently_now_is_refused_until_the_key_is_given(
+    tmp_path, monkeypatch, capsys
+):
+    """Resuming re-composes the run's overrides with today's conf/ and recfit: a default that changed
+    since the run started (here loss.temperature) would continue it as another run, silently."""
+    from helpers.runs import SMALL_DATA, interrupted_after_step
+
+    small = [
+        "backbone=none",
+        "model=mf",
+        *SMALL_DATA,
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+    ]
+    run = interrupted_after_step(3, train, tmp_path, monkeypatch, *small)
+    started = run / ".hydra" / "config.yaml"
+    text = started.read_text()
+    assert "  temperature: 0.05\n" in text
+    started.write_text(text.replace("  temperature: 0.05\n", "  temperature: 0.07\n"))  # an older default
+    before = tree_digest(run)
+
+    refused = run_cli(capsys, "train", f"paths.output_dir={tmp_path}", *small, "resume=auto")
+    assert_one_line_error(refused, "resume: loss.temperature is 0.05 now but")
+    assert "pass loss.temperature=0.07 to continue it as it started" in refused.stderr
+    assert refused.returncode == 2 and tree_digest(run) == before
+
+    resumed = run_cli(
+        capsys, "train", f"paths.output_dir={tmp_path}", *small, "resume=auto", "loss.temperature=0.07"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed", record["error"]

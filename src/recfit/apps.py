@@ -93,12 +93,18 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
             raise ConfigError(f"{COMMAND} in process takes key=value overrides only (no -m or flags)")
         _hydra_command_line(arguments)
         return None
-    if any(_key(argument) in RESUME_KEYS for argument in arguments):
+    given_now = arguments
+    resuming = any(_key(argument) in RESUME_KEYS for argument in arguments)
+    if resuming:
         from recfit.config.resume import resume_overrides
 
         arguments = resume_overrides(arguments)
     cfg = compose(arguments, with_hydra=True)
     validate(job_config(cfg))
+    if resuming and cfg.ckpt_path:
+        from recfit.config.resume import refuse_changed_config
+
+        refuse_changed_config(job_config(cfg), Path(str(cfg.hydra.run.dir)), given_now)
     strategy = str(cfg.trainer.strategy)
     reexecutes = not started_externally() and reexecutes_command_line(cfg)
     if reexecutes and in_process:

@@ -8,11 +8,27 @@ process is still alive on this machine.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from recfit.config.compose import compose
 from recfit.config.rerun import saved_overrides
+from recfit.config.yaml_guard import check_yaml_file
 from recfit.errors import ConfigError
-from recfit.run_folder import RESUMABLE, Status, alive_here, last_checkpoint, read_record_if_any
+from recfit.run_folder import (
+    CONFIG_FILE,
+    RESUMABLE,
+    Status,
+    alive_here,
+    last_checkpoint,
+    read_record_if_any,
+)
+
+# Keys a resume sets itself, or that say where things are rather than what the run computes
+SET_BY_RESUME = ("resume", "ckpt_path", "paths")
+_ABSENT = object()
 
 
 def _key(override: str) -> str:
@@ -61,3 +77,50 @@ def resume_overrides(arguments: list[str]) -> list[str]:
         raise ConfigError(f"{run_dir} is still running (process {record['pid']}); stop it before resuming")
     kept = [a for a in arguments if _key(a) not in ("resume", "ckpt_path")]
     return [*saved_overrides(run_dir), *kept, f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]
+
+
+def refuse_changed_config(cfg: DictConfig, run_dir: Path, given_now: list[str]) -> None:
+    """ConfigError (one line) when the config composed now to resume the run in `run_dir` differs from
+    the one it started with (its .hydra/config.yaml) at a key not given now: recfit's defaults or conf/
+    changed since, and the run would go on as another run. Keys the run's config no longer has (moved
+    by a later recfit) are not compared."""
+    file = run_dir / CONFIG_FILE
+    if not file.is_file():
+        return
+    try:
+        started = yaml.safe_load(check_yaml_file(file))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot read {file}: {str(error).splitlines()[0]}") from None
+    if not isinstance(started, dict):
+        raise ConfigError(f"{file} is not a config")
+    now = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    skipped = {_key(argument) for argument in given_now} | set(SET_BY_RESUME)
+    for key, before in _leaves(started):
+        if any(key == name or key.startswith(f"{name}.") for name in skipped):
+            continue
+        after = _lookup(now, key)
+        if after is not _ABSENT and after != before:
+            raise ConfigError(
+                f"resume: {key} is {after!r} now but {run_dir.name} started with {before!r} (recfit's "
+                f"defaults or conf/ changed since); pass {key}={before} to continue it as it started"
+            )
+
+
+def _leaves(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every value of a nested mapping; lists are values."""
+    leaves = []
+    for name, value in config.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and value:
+            leaves.extend(_leaves(value, f"{key}."))
+        else:
+            leaves.append((key, value))
+    return leaves
+
+
+def _lookup(config: Any, key: str) -> Any:
+    for name in key.split("."):
+        if not isinstance(config, dict) or name not in config:
+            return _ABSENT
+        config = config[name]
+    return config
