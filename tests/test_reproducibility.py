@@ -38,7 +38,7 @@ def test_seed_zero_twice_gives_identical_metrics_and_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_info_and_rerun(tmp_path):
+def test_run_info_and_rerun(tmp_path, capsys):
     original = run(tmp_path, "seed=3")
     info = json.loads((original / "run_info.json").read_text())
     assert info["status"] == "completed" and info["seed"] == 3 and info["split_seed"] == 0
@@ -57,6 +57,19 @@ def test_run_info_and_rerun(tmp_path):
     rerun_info = json.loads((again / "run_info.json").read_text())
     assert rerun_info["config_sha256"] == info["config_sha256"]
     assert rerun_info["data_sha256"] == info["data_sha256"]
+
+    # a default that changed since the run (simulated: the run's own config says another value) would
+    # make the rerun another run: refused in one line, until the key is given
+    started = original / ".hydra" / "config.yaml"
+    started.write_text(started.read_text().replace("  temperature: 0.05\n", "  temperature: 0.07\n"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["rerun", str(original)])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.startswith("recfit: error: rerun: loss.temperature is 0.05 now but")
+    assert len(list(tmp_path.glob("runs/*/*/metrics.json"))) == 2  # no folder for the refused rerun
+    main(["rerun", str(original), "loss.temperature=0.07"])
+    assert len(list(tmp_path.glob("runs/*/*/metrics.json"))) == 3
 
 
 def test_rerun_refuses_a_folder_that_names_foreign_code(tmp_path):

@@ -273,7 +273,7 @@ def test_a_resume_whose_config_composes_differently_now_is_refused_until_the_key
 
     refused = run_cli(capsys, "train", f"paths.output_dir={tmp_path}", *small, "resume=auto")
     assert_one_line_error(refused, "resume: loss.temperature is 0.05 now but")
-    assert "pass loss.temperature=0.07 to continue it as it started" in refused.stderr
+    assert "pass loss.temperature=0.07 to resume it as it started" in refused.stderr
     assert refused.returncode == 2 and tree_digest(run) == before
 
     resumed = run_cli(

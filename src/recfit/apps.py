@@ -73,7 +73,12 @@ ENTRY_MODULE = "recfit.train_entry"  # what Lightning's ddp re-executes for rank
 RESUME_KEYS = ("resume", "ckpt_path")
 
 
-def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) -> Path | None:
+def launch(
+    arguments: list[str] | tuple[str, ...],
+    *,
+    in_process: bool = False,
+    rerun_of: tuple[Path, list[str]] | None = None,
+) -> Path | None:
     """Run `recfit train ARGUMENTS`: one run, or a sweep (-m), or one of Hydra's flags.
 
     Raises RecfitError (one line) for a config that cannot run, before anything heavy is imported.
@@ -83,6 +88,10 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
     `in_process`: this process is not the run's own (recfit.train, sweep resume): strategies that
     re-run the command line are refused, a run that fails raises RecfitError (the error in its
     metrics.json) instead of exiting, and the logging set up for the run is undone afterwards.
+
+    `rerun_of`: (the run folder whose saved overrides start `arguments`, the overrides given on top of
+    them), for `recfit rerun`: like a resume, a rerun is refused if its config now differs from that
+    run's at a key not given on top.
     """
     from recfit.config.yaml_guard import check_config_dirs
 
@@ -101,7 +110,11 @@ def launch(arguments: list[str] | tuple[str, ...], *, in_process: bool = False) 
         arguments = resume_overrides(arguments)
     cfg = compose(arguments, with_hydra=True)
     validate(job_config(cfg))
-    if resuming and cfg.ckpt_path:
+    if rerun_of is not None:
+        from recfit.config.resume import refuse_changed_config
+
+        refuse_changed_config(job_config(cfg), rerun_of[0], rerun_of[1], "rerun")
+    elif resuming and cfg.ckpt_path:
         from recfit.config.resume import refuse_changed_config
 
         refuse_changed_config(job_config(cfg), Path(str(cfg.hydra.run.dir)), given_now)

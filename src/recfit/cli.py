@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 USAGE = """usage: recfit <command> [key=value ...]    (recfit --version; recfit <command> --help)
 
@@ -64,7 +65,7 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _train(arguments: list[str]) -> None:
+def _train(arguments: list[str], rerun_of: tuple[Path, list[str]] | None = None) -> None:
     """Hand over to recfit.apps.launch, which checks the config first (one clear line on error)."""
     from recfit.errors import RecfitError
 
@@ -79,15 +80,13 @@ def _train(arguments: list[str]) -> None:
     from recfit.apps import launch
 
     try:
-        launch(arguments)
+        launch(arguments, rerun_of=rerun_of)
     except RecfitError as error:
         _fail(str(error))
 
 
 def _sweep(arguments: list[str]) -> None:
     """`recfit sweep resume SWEEP_DIR [overrides]`."""
-    from pathlib import Path
-
     from recfit.errors import RecfitError
 
     if len(arguments) < 2 or arguments[0] != "resume":
@@ -128,8 +127,6 @@ def _validate(arguments: list[str]) -> None:
 
 def _rerun(arguments: list[str]) -> None:
     """`recfit rerun RUN_DIR [overrides]`: the saved overrides, then the new ones, into a new run folder."""
-    from pathlib import Path
-
     from recfit.config.rerun import saved_overrides
     from recfit.errors import RecfitError
 
@@ -139,7 +136,7 @@ def _rerun(arguments: list[str]) -> None:
         overrides = saved_overrides(Path(arguments[0]))
     except RecfitError as error:
         _fail(str(error))
-    _train([*overrides, *arguments[1:]])
+    _train([*overrides, *arguments[1:]], rerun_of=(Path(arguments[0]), arguments[1:]))
 
 
 def _inference(name: str):

@@ -79,11 +79,13 @@ def resume_overrides(arguments: list[str]) -> list[str]:
     return [*saved_overrides(run_dir), *kept, f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]
 
 
-def refuse_changed_config(cfg: DictConfig, run_dir: Path, given_now: list[str]) -> None:
-    """ConfigError (one line) when the config composed now to resume the run in `run_dir` differs from
-    the one it started with (its .hydra/config.yaml) at a key not given now: recfit's defaults or conf/
-    changed since, and the run would go on as another run. Keys the run's config no longer has (moved
-    by a later recfit) are not compared."""
+def refuse_changed_config(
+    cfg: DictConfig, run_dir: Path, given_now: list[str], action: str = "resume"
+) -> None:
+    """ConfigError (one line) when the config composed now to resume (or rerun) the run in `run_dir`
+    differs from the one it started with (its .hydra/config.yaml) at a key not given now: recfit's
+    defaults or conf/ changed since, and the run would go on (or run again) as another run. Keys the
+    run's config no longer has (moved by a later recfit) are not compared."""
     file = run_dir / CONFIG_FILE
     if not file.is_file():
         return
@@ -101,8 +103,8 @@ def refuse_changed_config(cfg: DictConfig, run_dir: Path, given_now: list[str]) 
         after = _lookup(now, key)
         if after is not _ABSENT and after != before:
             raise ConfigError(
-                f"resume: {key} is {after!r} now but {run_dir.name} started with {before!r} (recfit's "
-                f"defaults or conf/ changed since); pass {key}={before} to continue it as it started"
+                f"{action}: {key} is {after!r} now but {run_dir.name} started with {before!r} (recfit's "
+                f"defaults or conf/ changed since); pass {key}={before} to {action} it as it started"
             )
 
 
