@@ -19,6 +19,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
+from recfit.config.launch import reexecutes_command_line
 from recfit.config.multitask import fixed_weights, monitor_key
 from recfit.config.record import run_identity
 from recfit.config.schema import Modality, ModelName
@@ -276,6 +277,7 @@ def _fit_and_test(
         logger=loggers,
         default_root_dir=str(run_dir),
         **display,
+        **_auto_strategy(cfg),
     )
     use_atomic_checkpoints(trainer)  # a checkpoint that fails to write leaves the previous one whole
     log_config(loggers, cfg, run_dir)
@@ -316,6 +318,20 @@ def _fit_and_test(
         record["task_weights"] = module.multitask.final_weights()
     close_loggers(loggers)
     return clean_metrics(metrics)
+
+
+# What `trainer.strategy=auto` means on several devices: Lightning's own choice there is plain `ddp`,
+# which stops at the first step that leaves a parameter without a gradient (a text backbone's pooler);
+# recfit's ddp configs (trainer=ddp, ddp_cpu) allow them, and so does auto
+AUTO_ON_SEVERAL_DEVICES = "ddp_find_unused_parameters_true"
+
+
+def _auto_strategy(cfg: DictConfig) -> dict[str, str]:
+    """{"strategy": ...} for `auto` given several devices or nodes; {} otherwise (Lightning decides)."""
+    if str(cfg.trainer.strategy) == "auto" and reexecutes_command_line(cfg):
+        log.info("trainer.strategy=auto on several devices: %s", AUTO_ON_SEVERAL_DEVICES)
+        return {"strategy": AUTO_ON_SEVERAL_DEVICES}
+    return {}
 
 
 def trainer_is_first() -> bool:
