@@ -283,6 +283,29 @@ def clean_metrics(values: Mapping[str, Any]) -> dict[str, float | None]:
 # ---------------------------------------------------------------------------------------------- reading
 
 
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping to {"a.b.c": text}; lists stay whole (as one value), empty mappings too."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = as_text(value)
+    return flat
+
+
+def as_text(value: Any) -> str:
+    """A config value as the text a user would type in an override (true, null, 0.001, [10, 20])."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
 def parse_record(text: str) -> dict[str, Any]:
     """The record held by the text of a metrics.json; ValueError when it is not a JSON object."""
     record = json.loads(text)

@@ -8,7 +8,6 @@ disappearing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -19,7 +18,15 @@ from typing import Any
 import yaml
 
 from recfit.errors import RecfitError
-from recfit.run_folder import CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, parse_record, reported_status
+from recfit.run_folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    as_text,
+    flatten,
+    parse_record,
+    reported_status,
+)
 
 # The C-accelerated safe loader when PyYAML was built with libyaml (5x faster on 1,000 runs), else
 # the pure-Python one: both build plain dicts, lists and scalars only.
@@ -160,29 +167,6 @@ def resolve_interpolations(config: dict[str, Any]) -> dict[str, Any]:
         return REFERENCE.sub(substitute, value)
 
     return resolve(config, (), 0)
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping to {"a.b.c": text}; lists stay whole (as one value), empty mappings too."""
-    flat: dict[str, str] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, prefix=f"{name}."))
-        else:
-            flat[name] = as_text(value)
-    return flat
-
-
-def as_text(value: Any) -> str:
-    """A config value as the text a user would type in an override (true, null, 0.001, [10, 20])."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def override_choices(overrides: list[Any]) -> dict[str, str]:

@@ -8,7 +8,6 @@ process is still alive on this machine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -22,13 +21,13 @@ from recfit.run_folder import (
     RESUMABLE,
     Status,
     alive_here,
+    flatten,
     last_checkpoint,
     read_record_if_any,
 )
 
 # Keys a resume sets itself, or that say where things are rather than what the run computes
 SET_BY_RESUME = ("resume", "ckpt_path", "paths")
-_ABSENT = object()
 
 
 def _key(override: str) -> str:
@@ -95,34 +94,14 @@ def refuse_changed_config(
         raise ConfigError(f"cannot read {file}: {str(error).splitlines()[0]}") from None
     if not isinstance(started, dict):
         raise ConfigError(f"{file} is not a config")
-    now = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    now = flatten(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
     skipped = {_key(argument) for argument in given_now} | set(SET_BY_RESUME)
-    for key, before in _leaves(started):
+    for key, before in flatten(started).items():
         if any(key == name or key.startswith(f"{name}.") for name in skipped):
             continue
-        after = _lookup(now, key)
-        if after is not _ABSENT and after != before:
+        after = now.get(key)  # None: a key a later recfit moved, not compared
+        if after is not None and after != before:
             raise ConfigError(
-                f"{action}: {key} is {after!r} now but {run_dir.name} started with {before!r} (recfit's "
+                f"{action}: {key} is {after} now but {run_dir.name} started with {before} (recfit's "
                 f"defaults or conf/ changed since); pass {key}={before} to {action} it as it started"
             )
-
-
-def _leaves(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted key, value) of every value of a nested mapping; lists are values."""
-    leaves = []
-    for name, value in config.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict) and value:
-            leaves.extend(_leaves(value, f"{key}."))
-        else:
-            leaves.append((key, value))
-    return leaves
-
-
-def _lookup(config: Any, key: str) -> Any:
-    for name in key.split("."):
-        if not isinstance(config, dict) or name not in config:
-            return _ABSENT
-        config = config[name]
-    return config
