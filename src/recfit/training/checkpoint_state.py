@@ -26,17 +26,18 @@ def validation_metrics_of(checkpoint: dict[str, Any], logged: dict[str, Any]) ->
 
 def stored_validation_metrics(path: str | Path) -> dict[str, float] | None:
     """The validation metrics a checkpoint holds (None for one written without them)."""
-    stored = read_checkpoint(path).get(VALIDATION_METRICS_KEY)
+    stored = read_checkpoint(path, mmap=True).get(VALIDATION_METRICS_KEY)  # the weights are not read
     return dict(stored) if stored else None
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A whole Lightning checkpoint, read with weights_only=True (no code runs).
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A whole Lightning checkpoint, read with weights_only=True (no code runs); `mmap`: its tensors are
+    mapped from the file, not read, for a caller that wants the rest.
 
     A truncated, foreign or unreadable file is a DataError with torch's first line of explanation.
     """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         checkpoint["state_dict"]  # noqa: B018 - a foreign file fails here, with the same one line
     except Exception as error:  # torch raises many kinds for a truncated or foreign file
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
